@@ -1,0 +1,98 @@
+"""The ``exdd-lab`` command line: thin over the package, one subcommand per job.
+
+    exdd-lab datasets --data DIR --layout mvtec|ksdd2|mtd|folder [--category NAME]
+    exdd-lab run [--data DIR --layout ...] [--fast]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from exdd_lab.errors import ExddError
+
+LAYOUT_CHOICES = ("procedural", "mvtec", "ksdd2", "mtd", "folder")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="procedural",
+                   help="dataset folder, or 'procedural' for the built-in generated default (the default)")
+    p.add_argument("--layout", choices=LAYOUT_CHOICES, default=None,
+                   help="folder layout of --data (see datasets.md); required with --data DIR")
+    p.add_argument("--category", default="", help="MVTec category, or the material of the procedural default")
+    p.add_argument("--seed", type=int, default=0, help="seed of splits and everything random (default 0)")
+
+
+def _dataset_args(args: argparse.Namespace) -> tuple[str, str]:
+    if args.data == "procedural":
+        return "procedural", "procedural"
+    if not args.layout:
+        raise ExddError(f"--data {args.data} needs --layout", f"add --layout with one of {', '.join(LAYOUT_CHOICES[1:])}")
+    if not Path(args.data).is_dir():
+        raise ExddError(f"dataset folder not found: {args.data}", "check the path (see datasets.md for the layouts)")
+    return str(Path(args.data).resolve()), args.layout
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from exdd_lab.data import load_dataset, validate_dataset
+
+    data, layout = _dataset_args(args)
+    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    print(f"dataset: {ds.name}  layout: {ds.layout}  root: {ds.root}")
+    print(f"split: {ds.split_info}")
+    print(ds.summary().to_string(index=False))
+    report = validate_dataset(ds)
+    print("\nimage sizes (pixels):")
+    print(report.size_table().to_string())
+    print(f"\nmasks found: {report.masks_found}; defect images without a mask: {report.defects_without_mask}")
+    if report.mask_fractions:
+        import numpy as np
+
+        print(f"defect area per image: median {np.median(report.mask_fractions):.2%} of the image")
+    for w in report.warnings[:10]:
+        print(f"warning: {w}")
+    if len(report.warnings) > 10:
+        print(f"warning: ... and {len(report.warnings) - 10} more")
+    if not report.ok:
+        for problem in report.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"{len(report.problems)} problem(s) found; fix them before using this dataset", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from exdd_lab.runner import run_notebooks
+
+    data, layout = _dataset_args(args)
+    _, ok = run_notebooks(data, layout, args.category, fast=args.fast, seed=args.seed,
+                          image_size=args.image_size, out_root=args.out)
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="exdd-lab", description="Surface defect detection kit: datasets, runs, evaluation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("datasets", help="print a dataset's summary and check every image and mask")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("run", help="the main job: execute the notebooks headlessly, write runs/<id>/")
+    _add_data_args(p)
+    p.add_argument("--fast", action="store_true", help="small mode: subsets and short budgets (minutes, for CI)")
+    p.add_argument("--image-size", type=int, default=256, help="square input size of the backbone (default 256)")
+    p.add_argument("--out", default=None, help="folder for run folders (default: runs/ in the repository)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ExddError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Datasets: sample records, loaders per layout, the procedural default, validation.
+
+Taught in ``notebooks/00_data_tour.ipynb``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from exdd_lab.data.imageio import load_image, load_mask, load_masks
+from exdd_lab.data.layouts import LAYOUTS, load_folder, load_ksdd2, load_mtd, load_mvtec, seeded_normal_split
+from exdd_lab.data.procedural import procedural_dataset, write_procedural_dataset
+from exdd_lab.data.records import GOOD, DefectDataset, Sample, load_split
+from exdd_lab.data.surfaces import DEFECTS, MATERIALS
+from exdd_lab.data.validate import ValidationReport, validate_dataset
+from exdd_lab.errors import DatasetError
+
+__all__ = [
+    "DEFECTS", "GOOD", "LAYOUTS", "MATERIALS", "DatasetError", "DefectDataset", "Sample", "ValidationReport",
+    "load_dataset", "load_folder", "load_image", "load_ksdd2", "load_mask", "load_masks", "load_mtd", "load_mvtec", "load_split",
+    "procedural_dataset", "seeded_normal_split", "validate_dataset", "write_procedural_dataset",
+]
+
+
+def load_dataset(
+    data: str | Path | None = None,
+    layout: str | None = None,
+    category: str | None = None,
+    seed: int = 0,
+    **kwargs,
+) -> DefectDataset:
+    """One entry point for every layout.
+
+    ``data=None`` (or ``"procedural"``) gives the procedural default, with ``category`` naming
+    the material. Otherwise ``layout`` is one of ``mvtec``, ``ksdd2``, ``mtd``, ``folder``.
+    Extra keyword arguments go to the layout's loader (e.g. ``n_train`` for ``mtd``).
+    """
+    if data is None or str(data) == "procedural" or layout == "procedural":
+        return procedural_dataset(material=category or "brushed_metal", seed=seed, **kwargs)
+    if layout not in LAYOUTS:
+        raise DatasetError(f"unknown layout {layout!r}", f"choose one of {', '.join(LAYOUTS)} (see datasets.md)")
+    if layout == "mvtec":
+        return load_mvtec(data, category, **kwargs)
+    if layout == "ksdd2":
+        return load_ksdd2(data, **kwargs)
+    if layout == "mtd":
+        return load_mtd(data, seed=seed, **kwargs)
+    return load_folder(data, seed=seed, **kwargs)

@@ -1,0 +1,159 @@
+"""The sample record and the dataset type every loader returns.
+
+Taught in ``notebooks/00_data_tour.ipynb``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+GOOD = "good"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image: where it is, whether it is defective, of which type, and its pixel mask (if any).
+
+    ``label`` is 0 for a normal (good) image and 1 for a defect image; ``defect_type`` is
+    ``"good"`` for normal images. ``mask_path`` is ``None`` where no mask exists (normal images
+    usually, or folder layouts without masks); an absent mask of a good image means "all normal".
+    """
+
+    image_path: Path
+    label: int
+    defect_type: str = GOOD
+    mask_path: Path | None = None
+
+    @property
+    def is_defect(self) -> bool:
+        return self.label == 1
+
+    @property
+    def stem(self) -> str:
+        return self.image_path.stem
+
+    def to_dict(self) -> dict:
+        return {
+            "image_path": str(self.image_path),
+            "label": self.label,
+            "defect_type": self.defect_type,
+            "mask_path": str(self.mask_path) if self.mask_path else None,
+        }
+
+
+@dataclass
+class DefectDataset:
+    """A named dataset with a training split (normal images) and a test split (normal + defect).
+
+    ``extra`` holds further named sample lists that some layouts provide, e.g. KSDD2's labelled
+    training positives (``"train_defects"``) or MTD's held-out normals (``"val_good"``) that a
+    normal-only threshold can be chosen on. ``split_info`` records how the split was made
+    (seed, counts) so a run can write it down.
+    """
+
+    name: str
+    root: Path
+    layout: str
+    train: list[Sample]
+    test: list[Sample]
+    extra: dict[str, list[Sample]] = field(default_factory=dict)
+    split_info: dict = field(default_factory=dict)
+
+    def splits(self) -> dict[str, list[Sample]]:
+        """All sample lists by name: ``train``, ``test`` and every extra list."""
+        return {"train": self.train, "test": self.test, **self.extra}
+
+    @property
+    def defect_types(self) -> list[str]:
+        return sorted({s.defect_type for s in self.test if s.is_defect})
+
+    def summary(self) -> pd.DataFrame:
+        """Counts per split, label and defect type, with how many masks were found."""
+        rows = []
+        for split, samples in self.splits().items():
+            for s in samples:
+                rows.append((split, "defect" if s.is_defect else "good", s.defect_type, s.mask_path is not None))
+        frame = pd.DataFrame(rows, columns=["split", "label", "defect_type", "has_mask"])
+        if frame.empty:
+            return pd.DataFrame(columns=["split", "label", "defect_type", "images", "masks"])
+        table = (
+            frame.groupby(["split", "label", "defect_type"], sort=True)
+            .agg(images=("has_mask", "size"), masks=("has_mask", "sum"))
+            .reset_index()
+        )
+        return table
+
+    def counts(self) -> dict[str, int]:
+        """Flat counts used in metrics files: images per split and label."""
+        out: dict[str, int] = {}
+        for split, samples in self.splits().items():
+            out[f"{split}_good"] = sum(not s.is_defect for s in samples)
+            out[f"{split}_defect"] = sum(s.is_defect for s in samples)
+        return out
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> DefectDataset:
+        """A smaller copy for fast runs: a seeded sample of the splits, keeping every defect type.
+
+        The test subset takes about ``n_test`` images, stratified by defect type so each type
+        keeps at least one image.
+        """
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+
+        def pick(samples: list[Sample], n: int) -> list[Sample]:
+            if n >= len(samples):
+                return list(samples)
+            idx = sorted(rng.choice(len(samples), size=n, replace=False))
+            return [samples[i] for i in idx]
+
+        train = pick(self.train, n_train) if n_train is not None else list(self.train)
+        test = list(self.test)
+        if n_test is not None and n_test < len(test):
+            groups: dict[str, list[Sample]] = {}
+            for s in test:
+                groups.setdefault(s.defect_type, []).append(s)
+            test = []
+            for kind in sorted(groups):
+                share = max(1, round(n_test * len(groups[kind]) / len(self.test)))
+                test.extend(pick(groups[kind], share))
+        info = dict(self.split_info, subset={"n_train": n_train, "n_test": n_test, "seed": seed})
+        return DefectDataset(self.name, self.root, self.layout, train, test, dict(self.extra), info)
+
+    def save_split(self, path: str | Path) -> None:
+        """Write the split (every sample of every list) as JSON, so a run can be reproduced exactly."""
+        from exdd_lab.storage import atomic_write_json
+
+        atomic_write_json(
+            path,
+            {
+                "name": self.name,
+                "root": str(self.root),
+                "layout": self.layout,
+                "split_info": self.split_info,
+                "splits": {k: [s.to_dict() for s in v] for k, v in self.splits().items()},
+            },
+        )
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (
+            f"DefectDataset({self.name!r}, layout={self.layout!r}, train={len(self.train)}, "
+            f"test={len(self.test)} ({c['test_defect']} defect), extra={ {k: len(v) for k, v in self.extra.items()} })"
+        )
+
+
+def load_split(path: str | Path) -> DefectDataset:
+    """Read a split written by :meth:`DefectDataset.save_split`."""
+    blob = json.loads(Path(path).read_text())
+
+    def sample(d: dict) -> Sample:
+        mask = d.get("mask_path")
+        return Sample(Path(d["image_path"]), int(d["label"]), d["defect_type"], Path(mask) if mask else None)
+
+    splits = {k: [sample(d) for d in v] for k, v in blob["splits"].items()}
+    train, test = splits.pop("train"), splits.pop("test")
+    return DefectDataset(blob["name"], Path(blob["root"]), blob["layout"], train, test, splits, blob.get("split_info", {}))

@@ -1,0 +1,31 @@
+"""Errors that name the offending file or value and say how to fix it.
+
+Every error a user can trigger with bad input derives from :class:`ExddError`, so the command
+line can print it as one readable message instead of a traceback.
+"""
+from __future__ import annotations
+
+
+class ExddError(Exception):
+    """Base error: ``what`` went wrong, ``fix`` says what to do about it."""
+
+    def __init__(self, what: str, fix: str = "") -> None:
+        self.what = what
+        self.fix = fix
+        super().__init__(f"{what}\n  fix: {fix}" if fix else what)
+
+
+class DatasetError(ExddError, ValueError):
+    """A dataset folder is missing, malformed or empty."""
+
+
+class ImageError(ExddError, ValueError):
+    """An image or mask cannot be read, or does not fit its partner."""
+
+
+class BackboneError(ExddError, ValueError):
+    """An unknown backbone name or an unusable layer choice."""
+
+
+class WeightsNotFoundError(ExddError, FileNotFoundError):
+    """Pretrained weights were asked for but are not on this machine."""

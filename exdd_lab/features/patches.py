@@ -1,0 +1,163 @@
+"""Patch features: a frozen backbone's multi-scale maps turned into one feature vector per patch.
+
+PatchCore's recipe (Roth et al., 2022, Sec. 3.1): take intermediate layers, average each over
+its 3x3 neighbourhood ("locally aware" features, so a patch knows a little of its context),
+resize deeper (coarser) maps to the finest grid used, and concatenate along channels. An
+optional seeded random projection shrinks the feature dimension (Johnson-Lindenstrauss keeps
+distances roughly intact).
+
+Shapes: images ``(N, H, W, 3) uint8`` in, patch features ``(N, h, w, C) float32`` out, where
+``h = w = image_size / stride`` of the finest layer (32x32 for 256 px and layer 2 of
+EfficientNet-Lite0, stride 8) and ``C`` the summed channels (40 + 112 = 152) or the projection size.
+
+Taught in ``notebooks/01_feature_extraction.ipynb``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exdd_lab.features.backbones import DEFAULT_BACKBONE, WeightsSource, create_backbone
+
+#: Default layers per backbone (timm feature indices): mid-level layers, as PatchCore uses.
+DEFAULT_LAYERS: dict[str, tuple[int, ...]] = {
+    "tf_efficientnet_lite0": (2, 3),
+    "wide_resnet50_2": (2, 3),
+    "resnet18": (2, 3),
+}
+#: Bump when the extraction arithmetic changes, so feature caches made before are not reused.
+FEATURE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that determines a patch feature; also the feature cache's key."""
+
+    backbone: str = DEFAULT_BACKBONE
+    weights: str = "imagenet"
+    layers: tuple[int, ...] | None = None
+    image_size: int = 256
+    neighbourhood: int = 3
+    projection_dim: int | None = None
+    projection_seed: int = 0
+
+    @property
+    def resolved_layers(self) -> tuple[int, ...]:
+        return tuple(self.layers) if self.layers is not None else DEFAULT_LAYERS.get(self.backbone, (2, 3))
+
+    def key_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"] = list(self.resolved_layers)
+        d["feature_version"] = FEATURE_VERSION
+        return d
+
+
+def aggregate_neighbourhood(fmap: torch.Tensor, size: int = 3) -> torch.Tensor:
+    """Average each position over its ``size x size`` neighbourhood. ``(N, C, H, W) -> (N, C, H, W)``.
+
+    Border positions average only the neighbours that exist (no zero padding pulling them down).
+    """
+    if size <= 1:
+        return fmap
+    return F.avg_pool2d(fmap, size, stride=1, padding=size // 2, count_include_pad=False)
+
+
+def combine_layers(maps: Sequence[torch.Tensor], neighbourhood: int = 3) -> torch.Tensor:
+    """Aggregate, resize to the finest grid and concatenate. ``[(N, C_l, H_l, W_l)] -> (N, H, W, sum C_l)``."""
+    target = max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps)
+    parts = []
+    for m in maps:
+        m = aggregate_neighbourhood(m, neighbourhood)
+        if tuple(m.shape[-2:]) != target:
+            m = F.interpolate(m, size=target, mode="bilinear", align_corners=False)
+        parts.append(m)
+    return torch.cat(parts, dim=1).permute(0, 2, 3, 1).contiguous()
+
+
+def random_projection_matrix(in_dim: int, out_dim: int, seed: int = 0) -> torch.Tensor:
+    """A seeded Gaussian projection ``(in_dim, out_dim)`` scaled by ``1/sqrt(out_dim)``."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(in_dim, out_dim, generator=gen) / np.sqrt(out_dim)
+
+
+class PatchFeatureExtractor(nn.Module):
+    """A frozen backbone plus PatchCore aggregation: ``images -> (N, h, w, C)`` patch features.
+
+    ``extractor.weights_source`` says plainly which weights are in use.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None, device: str | torch.device = "cpu") -> None:
+        super().__init__()
+        self.config = config or FeatureConfig()
+        self.backbone, self.weights_source = create_backbone(
+            self.config.backbone, self.config.weights, out_indices=self.config.resolved_layers
+        )
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        cfg = self.backbone.pretrained_cfg
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1))
+        channels = sum(self.backbone.feature_info.channels())
+        proj = None
+        if self.config.projection_dim:
+            proj = random_projection_matrix(channels, self.config.projection_dim, self.config.projection_seed)
+        self.register_buffer("projection", proj)
+        self.device = torch.device(device)
+        self.to(self.device).eval()
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config.projection_dim or sum(self.backbone.feature_info.channels())
+
+    @property
+    def grid_size(self) -> int:
+        stride = min(self.backbone.feature_info.reduction())
+        return int(np.ceil(self.config.image_size / stride))
+
+    @property
+    def layer_channels(self) -> list[int]:
+        return list(self.backbone.feature_info.channels())
+
+    def preprocess(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``(N, H, W, 3) uint8`` (already at ``image_size``) to a normalised ``(N, 3, H, W)`` float tensor."""
+        x = torch.as_tensor(np.asarray(images)).to(self.device)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"expected images of shape (N, H, W, 3), got {tuple(x.shape)}")
+        x = x.permute(0, 3, 1, 2).float() / 255.0
+        return (x - self.mean) / self.std
+
+    @torch.no_grad()
+    def layer_maps(self, images: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
+        """The raw backbone maps of the chosen layers, ``[(N, C_l, H_l, W_l)]`` (for visualising)."""
+        return list(self.backbone(self.preprocess(images)))
+
+    @torch.no_grad()
+    def forward(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Patch features ``(N, h, w, C)`` for a batch of images at ``image_size``."""
+        feats = combine_layers(self.layer_maps(images), self.config.neighbourhood)
+        if self.projection is not None:
+            feats = feats @ self.projection
+        return feats.cpu()
+
+    def extract(
+        self,
+        paths: Iterable[str | Path],
+        batch_size: int = 16,
+        cache: bool | None = True,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Patch features ``(N, h, w, C)`` for image files, reusing the on-disk cache when allowed."""
+        from exdd_lab.features.cache import FeatureCache, extract_with_cache
+
+        store = FeatureCache(self.config, self.weights_source) if cache else None
+        return extract_with_cache(self, [Path(p) for p in paths], store, batch_size, progress)
+
+

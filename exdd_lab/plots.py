@@ -1,0 +1,130 @@
+"""Figures for the notebooks. Plotting only: every number shown is computed elsewhere.
+
+Each function returns the matplotlib ``Figure`` so notebooks can save or further style it.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from exdd_lab.data.imageio import load_image, load_mask
+from exdd_lab.data.records import Sample
+
+MASK_COLOUR = "#ff3b30"
+
+
+def overlay_mask(ax: plt.Axes, image: np.ndarray, mask: np.ndarray | None, title: str = "") -> None:
+    """Show ``image`` with the ground-truth outline of ``mask`` drawn on top."""
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    if mask is not None and mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors=MASK_COLOUR, linewidths=1.0)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def show_gallery(samples: Sequence[Sample], per_type: int = 4, size: int = 160, seed: int = 0) -> plt.Figure:
+    """A grid: one row per defect type (normal first), ``per_type`` images each, masks outlined.
+
+    Taught in ``notebooks/00_data_tour.ipynb``.
+    """
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.defect_type, []).append(s)
+    kinds = sorted(groups, key=lambda k: (k != "good", k))
+    fig, axes = plt.subplots(len(kinds), per_type, figsize=(1.9 * per_type, 1.9 * len(kinds)), squeeze=False)
+    for r, kind in enumerate(kinds):
+        pool = groups[kind]
+        picks = rng.choice(len(pool), size=min(per_type, len(pool)), replace=False)
+        for c in range(per_type):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c >= len(picks):
+                continue
+            s = pool[picks[c]]
+            img = load_image(s.image_path, size)
+            mask = load_mask(s.mask_path, size=size) if s.mask_path else None
+            overlay_mask(ax, img, mask, f"{kind}: {s.stem}"[:28])
+    fig.tight_layout()
+    return fig
+
+
+def plot_counts(summary: pd.DataFrame) -> plt.Figure:
+    """Bar chart of images per defect type and split (from ``DefectDataset.summary()``)."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    sns.barplot(data=summary, x="defect_type", y="images", hue="split", ax=ax)
+    ax.set_xlabel("")
+    ax.set_title("images per defect type and split")
+    fig.tight_layout()
+    return fig
+
+
+def show_layer_views(image: np.ndarray, views: Sequence[np.ndarray], names: Sequence[str]) -> plt.Figure:
+    """The input next to one picture per layer (e.g. ``layer_pca_rgb``). Taught in notebook 01."""
+    fig, axes = plt.subplots(1, len(views) + 1, figsize=(3 * (len(views) + 1), 3))
+    axes[0].imshow(image)
+    axes[0].set_title("input")
+    for ax, view, name in zip(axes[1:], views, names):
+        ax.imshow(view, interpolation="nearest")
+        ax.set_title(name)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_distance_histograms(normal: np.ndarray, defect: np.ndarray, title: str = "") -> plt.Figure:
+    """Histograms of nearest-normal distances for normal and defect patches (density, shared bins)."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    frame = pd.DataFrame({"distance": np.r_[normal, defect],
+                          "patch": ["normal"] * len(normal) + ["defect"] * len(defect)})
+    sns.histplot(data=frame, x="distance", hue="patch", stat="density", common_norm=False, bins=60, ax=ax,
+                 palette={"normal": "#4c72b0", "defect": MASK_COLOUR})
+    ax.set_title(title or "distance of each test patch to its nearest normal training patch")
+    fig.tight_layout()
+    return fig
+
+
+def show_distance_maps(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], maps: Sequence[np.ndarray],
+                       titles: Sequence[str] | None = None) -> plt.Figure:
+    """Images with masks outlined above their patch-distance maps, on ONE shared colour scale."""
+    n = len(images)
+    vmax = float(max(m.max() for m in maps))
+    fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 4.8), squeeze=False)
+    for i in range(n):
+        overlay_mask(axes[0, i], images[i], masks[i], titles[i] if titles else "")
+        im = axes[1, i].imshow(maps[i], vmin=0, vmax=vmax, cmap="inferno")
+        axes[1, i].axis("off")
+    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="nearest-normal distance")
+    return fig
+
+
+def plot_mask_areas(fractions: Sequence[float]) -> plt.Figure:
+    """Histogram of defect size: the fraction of each defect image that its mask covers (log scale)."""
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    values = np.clip(np.asarray(fractions, float), 1e-5, 1)
+    ax.hist(values, bins=np.logspace(-5, 0, 40), color=MASK_COLOUR, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of the image covered by the defect mask")
+    ax.set_ylabel("defect images")
+    fig.tight_layout()
+    return fig
+
+
+def show_procedural_catalogue(size: int = 128, seed: int = 0) -> plt.Figure:
+    """Every procedural material (rows) clean and with each defect type (columns), masks outlined."""
+    from exdd_lab.data.surfaces import DEFECTS, MATERIALS, add_defect, render_surface
+
+    fig, axes = plt.subplots(len(MATERIALS), len(DEFECTS) + 1, figsize=(1.8 * (len(DEFECTS) + 1), 1.8 * len(MATERIALS)))
+    for r, material in enumerate(MATERIALS):
+        clean = render_surface(material, seed + r, size)
+        overlay_mask(axes[r, 0], clean, None, material)
+        for c, defect in enumerate(DEFECTS, 1):
+            img, mask = add_defect(clean, defect, seed + 10 * r + c)
+            overlay_mask(axes[r, c], img, mask, defect)
+    fig.tight_layout()
+    return fig
