@@ -58,7 +58,7 @@ def execute_notebook(
     start = time.perf_counter()
     pm.execute_notebook(
         str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
-        kernel_name="python3", progress_bar=progress, execution_timeout=timeout, log_output=False,
+        kernel_name="python3", language="python", progress_bar=progress, execution_timeout=timeout, log_output=False,
     )
     return time.perf_counter() - start
 
@@ -111,25 +111,25 @@ def strip_outputs(nb_path: str | Path, executed: str | Path | None = None) -> No
     """Keep a committed notebook small: no outputs except those of cells marked ``# NBVAL_CHECK_OUTPUT``.
 
     With ``executed`` (a run of the same notebook), the checked cells take its text outputs, so
-    nbval has fresh references; everything else is cleared, execution counts included.
+    nbval has fresh references; everything else is cleared, execution counts included (checked
+    cells keep their position as count, because nbval skips cells that look unexecuted).
     """
     import nbformat
 
     nb = nbformat.read(str(nb_path), as_version=4)
     ran = nbformat.read(str(executed), as_version=4) if executed else None
     ran_cells = {c.source: c for c in ran.cells if c.cell_type == "code"} if ran else {}
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        cell.execution_count = None
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    for number, cell in enumerate(code_cells, 1):
         cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
-        if CHECK_MARK in cell.source and cell.source in ran_cells:
-            outs = [o for o in ran_cells[cell.source].outputs if o.get("output_type") == "stream"]
-            for o in outs:
-                o.pop("execution_count", None)
-            cell.outputs = outs
-        elif CHECK_MARK not in cell.source:
+        if CHECK_MARK not in cell.source:
+            cell.execution_count = None
             cell.outputs = []
+            continue
+        if cell.source in ran_cells:
+            cell.outputs = [o for o in ran_cells[cell.source].outputs if o.get("output_type") == "stream"]
+        # nbval compares only cells that look executed: a checked cell keeps a (stable) count
+        cell.execution_count = number if cell.outputs else None
     nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
                    "language_info": {"name": "python"}}
     nbformat.write(nb, str(nb_path))

@@ -1,0 +1,41 @@
+# One entry point. `make run` and `make test` set everything up on a fresh machine (see README).
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.exdd-installed
+MTD    := ../shared/data/mtd
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-fast references bench clean-cache
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+## The main job: execute the notebooks headlessly on the procedural default (and on MTD when present).
+run: setup
+	$(VENV)/bin/exdd-lab run $(RUN_ARGS)
+	@if [ -d "$(MTD)" ]; then $(VENV)/bin/exdd-lab run --data $(MTD) --layout mtd $(RUN_ARGS); \
+	else echo "($(MTD) not found: skipped the MTD run)"; fi
+
+## All tests: unit tests, notebook regression (papermill + references) and nbval on the committed notebooks.
+test: setup
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+
+## Unit tests only (seconds): skips notebook execution.
+test-fast: setup
+	$(PY) -m pytest tests -m "not notebooks" $(PYTEST_ARGS)
+
+## Deliberately regenerate the notebook reference numbers and committed check outputs; review the diff.
+references: setup
+	$(PY) -c "from exdd_lab.notebooks import update_references; print('wrote', update_references())"
+
+## Benchmarks print numbers (they are not timed tests).
+bench: setup
+	$(PY) benchmarks/feature_throughput.py
+
+clean-cache:
+	rm -rf $${EXDD_LAB_CACHE:-$$HOME/.cache/exdd_lab}

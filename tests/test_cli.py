@@ -1,0 +1,37 @@
+import subprocess
+import sys
+
+import numpy as np
+
+from exdd_lab.cli import main
+
+
+def test_datasets_prints_the_summary(tiny_mvtec, capsys):
+    assert main(["datasets", "--data", str(tiny_mvtec), "--layout", "mvtec"]) == 0
+    out = capsys.readouterr().out
+    assert "layout: mvtec" in out and "crack" in out and "masks found: 6" in out
+    assert "height" in out and "64" in out
+
+
+def test_datasets_fails_clearly_on_bad_input(tmp_path, tiny_mvtec, make_png, capsys):
+    assert main(["datasets", "--data", str(tmp_path / "absent"), "--layout", "mtd"]) == 2
+    assert "dataset folder not found" in capsys.readouterr().err
+    assert main(["datasets", "--data", str(tiny_mvtec)]) == 2
+    assert "needs --layout" in capsys.readouterr().err
+    (tmp_path / "cat").mkdir()
+    assert main(["datasets", "--data", str(tmp_path / "cat"), "--layout", "mvtec"]) == 2
+    assert "train/good" in capsys.readouterr().err
+
+
+def test_datasets_names_corrupt_files_and_exits_non_zero(tmp_path, make_png, capsys):
+    for i in range(4):
+        make_png(tmp_path / "good" / f"{i}.png", np.zeros((8, 8), np.uint8))
+    (tmp_path / "good" / "3.png").write_bytes(b"\x89PNG broken")
+    assert main(["datasets", "--data", str(tmp_path), "--layout", "folder"]) == 1
+    err = capsys.readouterr().err
+    assert "3.png" in err and "1 problem(s)" in err
+
+
+def test_module_entry_point_has_help():
+    out = subprocess.run([sys.executable, "-m", "exdd_lab", "--help"], capture_output=True, text=True, check=True)
+    assert "datasets" in out.stdout and "run" in out.stdout
