@@ -149,3 +149,13 @@ def test_real_mtd_protocol(mtd_root):
     assert (c["train_good"], c["test_good"], c["val_good_good"]) == (400, 200, 352)
     assert c["test_defect"] == 392
     assert ds.defect_types == ["blowhole", "break", "crack", "fray", "uneven"]
+
+
+def test_pick_per_type_takes_the_first_of_each_type(tiny_mvtec):
+    from exdd_lab.data import pick_per_type
+
+    ds = load_dataset(tiny_mvtec, "mvtec")
+    idx = pick_per_type(ds.test, per_type=1)
+    assert [ds.test[i].defect_type for i in idx] == sorted(ds.defect_types)
+    assert len(pick_per_type(ds.test, per_type=2)) == 6
+    assert "good" in {ds.test[i].defect_type for i in pick_per_type(ds.test, defects_only=False)}

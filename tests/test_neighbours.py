@@ -55,3 +55,15 @@ def test_layer_views_and_statistics():
     table = feature_statistics(feats, [2, 3])
     assert table["mean"].tolist() == [1.0, 2.0]
     assert table["mean_l2_norm"].tolist() == pytest.approx([2**0.5, 2 * 3**0.5])
+
+
+def test_reference_subsampling_is_seeded_and_only_above_the_cap():
+    rng = torch.Generator().manual_seed(0)
+    train, test = torch.randn(4, 4, 4, 8, generator=rng), torch.randn(2, 4, 4, 8, generator=rng)
+    masks = np.zeros((2, 8, 8), bool)
+    full = nearest_normal_distances(train, test, masks, max_reference=None)
+    assert np.array_equal(full.maps, nearest_normal_distances(train, test, masks, max_reference=64).maps)
+    a = nearest_normal_distances(train, test, masks, max_reference=10, seed=1)
+    b = nearest_normal_distances(train, test, masks, max_reference=10, seed=1)
+    assert np.array_equal(a.maps, b.maps)
+    assert (a.maps >= full.maps - 1e-5).all(), "a subset can only be farther away"

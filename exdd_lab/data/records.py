@@ -146,6 +146,17 @@ class DefectDataset:
         )
 
 
+def pick_per_type(samples: list[Sample], per_type: int = 1, defects_only: bool = True) -> list[int]:
+    """Indices of the first ``per_type`` samples of each defect type, in type order: for example figures."""
+    chosen: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        if s.is_defect or not defects_only:
+            group = chosen.setdefault(s.defect_type, [])
+            if len(group) < per_type:
+                group.append(i)
+    return [i for kind in sorted(chosen) for i in chosen[kind]]
+
+
 def load_split(path: str | Path) -> DefectDataset:
     """Read a split written by :meth:`DefectDataset.save_split`."""
     blob = json.loads(Path(path).read_text())

@@ -56,15 +56,26 @@ class PatchDistanceReport:
 
 
 def nearest_normal_distances(
-    train_features: torch.Tensor, test_features: torch.Tensor, test_masks: np.ndarray, min_fraction: float = 0.5
+    train_features: torch.Tensor,
+    test_features: torch.Tensor,
+    test_masks: np.ndarray,
+    min_fraction: float = 0.5,
+    max_reference: int | None = 50_000,
+    seed: int = 0,
 ) -> PatchDistanceReport:
     """Distance of every test patch to its nearest training (normal) patch.
 
     ``train_features (N_train, h, w, C)``, ``test_features (N, h, w, C)``, ``test_masks (N, H, W) bool``.
     Patches with mask fraction in ``(0, min_fraction)`` are ambiguous and left out of both groups.
+    Exact search costs ``queries x references x C``; above ``max_reference`` training patches a
+    seeded random subset is searched (distances then read slightly high). The real answer to this
+    cost is a coreset (notebook 02).
     """
     n, h, w, c = test_features.shape
     bank = train_features.reshape(-1, c)
+    if max_reference is not None and len(bank) > max_reference:
+        keep = np.sort(np.random.default_rng(seed).choice(len(bank), max_reference, replace=False))
+        bank = bank[torch.from_numpy(keep)]
     dist, _ = knn(test_features.reshape(-1, c), bank, k=1)
     maps = dist[:, 0].reshape(n, h, w)
     labels = patch_labels(test_masks, h, min_fraction)
