@@ -2,6 +2,7 @@
 
     exdd-lab datasets --data DIR --layout mvtec|ksdd2|mtd|folder [--category NAME]
     exdd-lab run [--data DIR --layout ...] [--fast]
+    exdd-lab evaluate --data DIR --layout ... --method patchcore [--coreset R] --out OUT
 """
 from __future__ import annotations
 
@@ -70,6 +71,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from exdd_lab.data import load_dataset
+    from exdd_lab.evaluation import run_evaluation
+    from exdd_lab.features import FeatureConfig, check_backbone_name
+    from exdd_lab.methods.registry import build_method
+    from exdd_lab.seeding import seed_everything
+
+    data, layout = _dataset_args(args)
+    check_backbone_name(args.backbone)
+    seed_everything(args.seed)
+    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    features = FeatureConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size)
+    method = build_method(args.method, features, {"coreset": args.coreset, "seed": args.seed,
+                                                  "image_score": args.image_score, "sigma": args.sigma})
+    print(f"{args.method} on {ds!r}\nweights: {method.describe().get('weights_source')}")
+    result = run_evaluation(method, ds, args.out, seed=args.seed, progress=True)
+    keys = ("image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "f1_max", "fit_s", "predict_s", "peak_rss_mb")
+    print("  ".join(f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in keys))
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'scores.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exdd-lab", description="Surface defect detection kit: datasets, runs, evaluation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=256, help="square input size of the backbone (default 256)")
     p.add_argument("--out", default=None, help="folder for run folders (default: runs/ in the repository)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("evaluate", help="fit a method on the training normals, score the test split, write metrics.json + scores.csv")
+    _add_data_args(p)
+    p.add_argument("--method", default="patchcore", help="detection method (default patchcore)")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone name")
+    p.add_argument("--weights", default="imagenet", help="imagenet (resolved offline), random, or a weights file")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--coreset", type=float, default=0.01, help="share of normal patches kept in the bank (default 0.01)")
+    p.add_argument("--image-score", choices=("max", "reweighted"), default="max",
+                   help="max of the smoothed map, or PatchCore's Eq. 7 reweighting")
+    p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of anomaly maps, in pixels")
+    p.add_argument("--out", required=True, help="output folder for metrics.json and scores.csv")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

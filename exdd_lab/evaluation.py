@@ -1,0 +1,106 @@
+"""Fit a method on a dataset's training normals, score its test split, and write the standard outputs.
+
+Every method writes the same two files, so methods compare on one split with one command:
+
+- ``metrics.json``: image_auroc, pixel_auroc, aupro, image_ap, pixel_ap, f1_max (+ f1_threshold),
+  a normal-only threshold when held-out normals exist, per-defect-type metrics, fit_s, predict_s,
+  peak_rss_mb, n_train, n_test, the method's settings, backbone and weights source, seed;
+- ``scores.csv``: one row per test image (path, label, defect type, score, decisions).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from exdd_lab.data.imageio import load_masks
+from exdd_lab.data.records import DefectDataset
+from exdd_lab.methods.base import Detector, Prediction
+from exdd_lab.metrics import evaluate, normal_only_threshold, per_type_table
+from exdd_lab.storage import atomic_write, atomic_write_json
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN: undefined metrics are written as null
+    if isinstance(value, (np.floating, np.integer)):
+        return _clean(value.item())
+    return value
+
+
+def evaluate_prediction(dataset: DefectDataset, prediction: Prediction, image_size: int) -> tuple[dict, object]:
+    """Metrics of a prediction on ``dataset.test``: a flat dict and the per-type table."""
+    test = dataset.test
+    labels = np.array([s.label for s in test])
+    types = np.array([s.defect_type for s in test])
+    # pixel metrics only over images whose ground truth is known: normals, and defects with a mask
+    known = np.array([(not s.is_defect) or s.mask_path is not None for s in test])
+    masks = load_masks([s.mask_path for s in test], image_size)
+    ev = evaluate(labels, prediction.scores)
+    if known.any() and labels[known].any():
+        px = evaluate(labels[known], prediction.scores[known], masks[known], prediction.maps[known])
+        ev.pixel_auroc, ev.pixel_ap, ev.aupro = px.pixel_auroc, px.pixel_ap, px.aupro
+    table = per_type_table(labels, prediction.scores, types, masks, prediction.maps)
+    return ev.as_dict(), table
+
+
+def run_evaluation(method: Detector, dataset: DefectDataset, out_dir: str | Path | None = None,
+                   seed: int = 0, progress: bool = False, normal_quantile: float = 0.99) -> dict:
+    """Fit, predict, measure, and (with ``out_dir``) write ``metrics.json`` and ``scores.csv``."""
+    if not dataset.train:
+        raise ValueError(f"dataset {dataset.name} has no training images")
+    start = time.perf_counter()
+    method.fit(dataset.train, progress=progress)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    prediction = method.predict(dataset.test, progress=progress)
+    predict_s = time.perf_counter() - start
+    image_size = prediction.maps.shape[-1]
+    metrics, table = evaluate_prediction(dataset, prediction, image_size)
+    threshold = None
+    held_out = dataset.extra.get("val_good", [])
+    if held_out:
+        threshold = normal_only_threshold(method.predict(held_out).scores, normal_quantile)
+    labels = np.array([s.label for s in dataset.test]).astype(bool)
+    result = {
+        "method": method.name, "dataset": dataset.name, "layout": dataset.layout, "seed": seed,
+        **metrics,
+        "normal_only_threshold": threshold, "normal_only_quantile": normal_quantile if held_out else None,
+        "fit_s": round(fit_s, 2), "predict_s": round(predict_s, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
+        "n_train": len(dataset.train), "n_test": len(dataset.test), "n_test_defect": int(labels.sum()),
+        "split": dataset.split_info, **method.describe(),
+        "per_type": table.to_dict(orient="records"),
+    }
+    if threshold is not None:
+        decided = prediction.scores >= threshold
+        result["normal_only_recall"] = float(decided[labels].mean()) if labels.any() else None
+        result["normal_only_fpr"] = float(decided[~labels].mean()) if (~labels).any() else None
+    result = {k: _clean(v) for k, v in result.items()}
+    result["per_type"] = [{k: _clean(v) for k, v in row.items()} for row in result["per_type"]]
+    if out_dir is not None:
+        write_outputs(Path(out_dir), result, dataset, prediction)
+    return result
+
+
+def write_outputs(out_dir: Path, metrics: dict, dataset: DefectDataset, prediction: Prediction) -> None:
+    """``metrics.json`` and ``scores.csv``, each written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    f1_thr, normal_thr = metrics.get("f1_threshold"), metrics.get("normal_only_threshold")
+    with atomic_write(out_dir / "scores.csv", "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_path", "label", "defect_type", "mask_path", "score", "defect_at_f1_threshold",
+                         "defect_at_normal_only_threshold"])
+        for s, score in zip(dataset.test, prediction.scores):
+            writer.writerow([s.image_path, s.label, s.defect_type, s.mask_path or "", f"{float(score):.6g}",
+                             "" if f1_thr is None else int(score >= f1_thr),
+                             "" if normal_thr is None else int(score >= normal_thr)])

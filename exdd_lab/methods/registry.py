@@ -1,0 +1,25 @@
+"""Method names for the command line: ``--method NAME`` builds a detector from common options."""
+from __future__ import annotations
+
+from typing import Callable
+
+from exdd_lab.features import FeatureConfig
+from exdd_lab.methods.base import Detector
+from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
+
+
+def build_patchcore(features: FeatureConfig, options: dict) -> Detector:
+    return PatchCore(features, PatchCoreSettings(
+        coreset_ratio=options.get("coreset", 0.01), seed=options.get("seed", 0),
+        image_score=options.get("image_score", "max"), sigma=options.get("sigma", 4.0)))
+
+
+METHODS: dict[str, Callable[[FeatureConfig, dict], Detector]] = {"patchcore": build_patchcore}
+
+
+def build_method(name: str, features: FeatureConfig, options: dict) -> Detector:
+    if name not in METHODS:
+        from exdd_lab.errors import ExddError
+
+        raise ExddError(f"unknown method {name!r}", f"choose one of {', '.join(sorted(METHODS))}")
+    return METHODS[name](features, options)

@@ -1,0 +1,58 @@
+"""From nearest-neighbour distances to anomaly maps and image scores. Pure functions; nothing is fitted here.
+
+- patch score: distance of a test patch to its nearest bank item;
+- anomaly map: patch scores ``(N, h, w)`` upsampled (bilinear) to the image size and smoothed with a
+  Gaussian of ``sigma`` pixels (4 by default, as PatchCore) -> ``(N, S, S)``, in feature-distance units;
+- image score: the maximum of the smoothed map; or PatchCore's reweighting (Roth et al., Eq. 7) of
+  the most anomalous patch by how isolated its nearest bank item is.
+
+Taught in ``notebooks/02_negative_only_baselines.ipynb``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    """A normalised 1-D Gaussian of radius ``4 sigma`` (odd length)."""
+    radius = max(1, int(4 * sigma + 0.5))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def anomaly_maps(patch_scores: np.ndarray | torch.Tensor, image_size: int, sigma: float = 4.0) -> np.ndarray:
+    """``(N, h, w)`` patch scores -> ``(N, S, S)`` maps: bilinear upsampling, then a separable Gaussian blur.
+
+    Borders are reflected so the edge of the image is not pulled towards zero.
+    """
+    s = torch.as_tensor(np.asarray(patch_scores), dtype=torch.float32)
+    if s.ndim == 2:
+        s = s[None]
+    up = F.interpolate(s[:, None], size=(image_size, image_size), mode="bilinear", align_corners=False)
+    if sigma and sigma > 0:
+        k = gaussian_kernel1d(sigma)
+        r = len(k) // 2
+        up = F.conv2d(F.pad(up, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+        up = F.conv2d(F.pad(up, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
+    return up[:, 0].numpy()
+
+
+def max_score(maps: np.ndarray) -> np.ndarray:
+    """Image score = the maximum of each map. ``(N, H, W) -> (N,)``."""
+    return np.asarray(maps).reshape(len(maps), -1).max(axis=1)
+
+
+def reweighting_factor(query_to_support: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """PatchCore Eq. 7 weight: ``1 - softmax(d / T)[0]`` over the distances from the query patch to its
+    nearest bank item (first) and that item's neighbours in the bank.
+
+    ``query_to_support (N, b)``; returns ``(N,)`` in ``[0, 1)``. When the support items lie as close to
+    the query as the nearest one (a dense normal region) the weight is ``1 - 1/b``; when they lie much
+    farther (the nearest item is an isolated, rare patch) it approaches 1, raising the score relative
+    to dense-region matches, as Roth et al. intend.
+    """
+    d = torch.as_tensor(np.asarray(query_to_support), dtype=torch.float64) / temperature
+    return (1.0 - torch.softmax(d, dim=1)[:, 0]).numpy()

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+
+from exdd_lab.coreset import coverage_radius, coreset_size, greedy_coreset
+from exdd_lab.memory import BankError, MemoryBank
+
+
+def clustered(n=3000, dim=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(30, dim, generator=g) * 5
+    return centres[torch.randint(30, (n,), generator=g)] + torch.randn(n, dim, generator=g) * torch.rand(n, 1, generator=g)
+
+
+def test_chunked_greedy_covers_about_as_well_as_the_textbook_loop():
+    x = clustered(6000, 16)
+    exact = greedy_coreset(x, 120, projection_dim=None, seed=3, method="exact")
+    chunked = greedy_coreset(x, 120, projection_dim=None, seed=3, method="chunked", chunk_size=1000)
+    assert len(set(chunked.tolist())) == 120, "no item is chosen twice"
+    assert coverage_radius(x, chunked) <= 1.5 * coverage_radius(x, exact)
+    assert np.array_equal(chunked, greedy_coreset(x, 120, projection_dim=None, seed=3, chunk_size=1000))
+    # fewer than two chunks' worth of points: both methods are the same loop
+    small = x[:1500]
+    assert np.array_equal(greedy_coreset(small, 50, None, 1, "chunked", chunk_size=1000),
+                          greedy_coreset(small, 50, None, 1, "exact"))
+    with pytest.raises(ValueError, match="method"):
+        greedy_coreset(x, 5, method="random")
+
+
+def test_greedy_is_farthest_point_and_seeded():
+    x = torch.tensor([[0.0], [1.0], [10.0], [4.0], [9.0]])
+    chosen = greedy_coreset(x, 3, projection_dim=None, seed=0, method="exact")
+    first = chosen[0]
+    # each next pick is the point farthest from all picks so far
+    picked = [first]
+    for step in range(1, 3):
+        d = torch.cdist(x, x[picked]).min(1).values
+        assert chosen[step] == int(d.argmax())
+        picked.append(chosen[step])
+    assert np.array_equal(chosen, greedy_coreset(x, 3, projection_dim=None, seed=0, method="exact"))
+
+
+def test_greedy_covers_better_than_random():
+    x = clustered(4000, 8, seed=1)
+    k = 60
+    greedy = greedy_coreset(x, k, projection_dim=None, seed=0)
+    rand = np.random.default_rng(0).choice(len(x), k, replace=False)
+    assert coverage_radius(x, greedy) < coverage_radius(x, rand)
+
+
+def test_coreset_size_and_bad_ratio():
+    assert coreset_size(409_600, 0.01) == 4096 and coreset_size(3, 0.01) == 1
+    with pytest.raises(ValueError):
+        coreset_size(10, 0.0)
+
+
+def test_bank_add_search_subsample_and_errors():
+    bank = MemoryBank(16, {"backbone": "b"})
+    with pytest.raises(BankError, match="empty"):
+        bank.search(torch.zeros(1, 16))
+    x = clustered(2000, 16)
+    bank.add(x[:1000]).add(x[1000:].reshape(10, 10, 10, 16))  # flat and grid input
+    assert len(bank) == 2000 and bank.size_mb == pytest.approx(2000 * 16 * 4 / 2**20)
+    d, i = bank.search(x[:5], k=2)
+    assert i[:, 0].tolist() == [0, 1, 2, 3, 4] and np.allclose(d[:, 0], 0, atol=1e-3)
+    with pytest.raises(BankError, match="16-dimensional"):
+        bank.search(torch.zeros(3, 8))
+    bank.subsample(0.05, seed=0)
+    assert len(bank) == 100 and bank.metadata["coreset"]["ratio"] == 0.05
+
+
+def test_bank_save_load_round_trip_and_mismatch(tmp_path):
+    bank = MemoryBank(4, {"backbone": "tf_efficientnet_lite0", "image_size": 256}).add(torch.randn(50, 4))
+    bank.save(tmp_path / "bank")
+    again = MemoryBank.load(tmp_path / "bank", expect={"backbone": "tf_efficientnet_lite0"})
+    assert torch.equal(again.items, bank.items) and again.metadata == bank.metadata
+    with pytest.raises(BankError, match="built with backbone='tf_efficientnet_lite0', not 'resnet18'"):
+        MemoryBank.load(tmp_path / "bank", expect={"backbone": "resnet18"})
+    with pytest.raises(BankError, match="no saved memory bank"):
+        MemoryBank.load(tmp_path / "absent")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_approximate_index_finds_exact_neighbours_mostly():
+    x = clustered(3000, 16, seed=2)
+    exact, approx = MemoryBank(16).add(x), MemoryBank(16, index="hnsw").add(x)
+    q = x[:200] + 0.01
+    assert (exact.search(q)[1][:, 0] == approx.search(q)[1][:, 0]).mean() > 0.9
+    with pytest.raises(BankError, match="unknown index"):
+        MemoryBank(4, index="ivf")
