@@ -89,17 +89,60 @@ def plot_distance_histograms(normal: np.ndarray, defect: np.ndarray, title: str 
     return fig
 
 
-def show_distance_maps(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], maps: Sequence[np.ndarray],
-                       titles: Sequence[str] | None = None) -> plt.Figure:
-    """Images with masks outlined above their patch-distance maps, on ONE shared colour scale."""
+def show_anomaly_maps(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], maps: Sequence[np.ndarray],
+                      titles: Sequence[str] | None = None, label: str = "anomaly score",
+                      vmax: float | None = None) -> plt.Figure:
+    """Images with masks outlined above their maps, on ONE colour scale for the whole figure.
+
+    A shared scale matters: per-image scales make every map look equally alarming.
+    """
     n = len(images)
-    vmax = float(max(m.max() for m in maps))
+    vmax = float(max(np.max(m) for m in maps)) if vmax is None else vmax
+    vmin = float(min(np.min(m) for m in maps))
     fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 4.8), squeeze=False)
     for i in range(n):
         overlay_mask(axes[0, i], images[i], masks[i], titles[i] if titles else "")
-        im = axes[1, i].imshow(maps[i], vmin=0, vmax=vmax, cmap="inferno")
+        im = axes[1, i].imshow(maps[i], vmin=min(vmin, 0), vmax=vmax, cmap="inferno")
+        if masks[i] is not None and np.any(masks[i]) and np.shape(masks[i]) == np.shape(maps[i]):
+            axes[1, i].contour(np.asarray(masks[i], float), levels=[0.5], colors="#00e5ff", linewidths=0.8)
         axes[1, i].axis("off")
-    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="nearest-normal distance")
+    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label=label)
+    return fig
+
+
+def plot_score_distributions(scores: np.ndarray, labels: np.ndarray, thresholds: dict[str, float] | None = None,
+                             title: str = "") -> plt.Figure:
+    """Image-score histograms of normal vs defect test images, with decision thresholds drawn."""
+    fig, ax = plt.subplots(figsize=(6.5, 3))
+    frame = pd.DataFrame({"score": np.asarray(scores), "image": np.where(np.asarray(labels) == 1, "defect", "normal")})
+    sns.histplot(data=frame, x="score", hue="image", stat="count", bins=30, ax=ax, element="step",
+                 palette={"normal": "#4c72b0", "defect": MASK_COLOUR})
+    for (name, value), style in zip((thresholds or {}).items(), ("--", ":", "-.")):
+        if value is not None and np.isfinite(value):
+            ax.axvline(value, color="k", linestyle=style, linewidth=1, label=name)
+    if thresholds:
+        ax.legend(fontsize=8)
+    ax.set_title(title or "image scores: normal vs defect test images")
+    fig.tight_layout()
+    return fig
+
+
+def show_coreset_projection(features: np.ndarray, chosen: np.ndarray, max_points: int = 5000, seed: int = 0) -> plt.Figure:
+    """All patches (grey) and the coreset (red) on their first two principal components."""
+    x = np.asarray(features, np.float32)
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(x), size=min(max_points, len(x)), replace=False)
+    mean = x[sample].mean(0)
+    _, _, vt = np.linalg.svd(x[sample] - mean, full_matrices=False)
+    p_all, p_core = (x[sample] - mean) @ vt[:2].T, (x[chosen] - mean) @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(p_all[:, 0], p_all[:, 1], s=2, c="#9aa0a6", alpha=0.4, label=f"patches (sample of {len(sample):,})")
+    ax.scatter(p_core[:, 0], p_core[:, 1], s=6, c=MASK_COLOUR, label=f"coreset ({len(chosen):,})")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.legend(fontsize=8, markerscale=3)
+    ax.set_title("greedy coreset: the outskirts are kept")
+    fig.tight_layout()
     return fig
 
 

@@ -104,3 +104,25 @@ def test_evaluate_and_per_type_breakdown():
     assert table.set_index("defect_type")["image_auroc"].to_dict() == {"crack": 1.0, "pit": 0.5}
     with pytest.raises(ValueError, match="same shape"):
         evaluate(labels, np.zeros(4), masks, maps[:, :2])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_auroc_and_ap_equal_scikit_learn(seed):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from exdd_lab.metrics import average_precision
+
+    rng = np.random.default_rng(seed)
+    labels = rng.random(500) < 0.3
+    scores = np.round(rng.random(500) + labels * 0.3, 1)  # heavy ties
+    assert auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert average_precision(labels, scores) == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+
+
+def test_hardest_cases_rank_false_alarms_and_misses():
+    from exdd_lab.analysis import hardest_cases
+
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.9, 0.5, 0.2, 0.8, 0.05])
+    false_alarms, misses = hardest_cases(labels, scores, k=2)
+    assert false_alarms.tolist() == [1, 2] and misses.tolist() == [5, 3]

@@ -1,0 +1,74 @@
+"""Coreset selection and bank search speed, and what the fast selection costs in quality.
+
+    python benchmarks/coreset_and_search.py [--data ../shared/data/mtd --layout mtd] [--n-train 400]
+                                            [--n-test 200] [--seed 0] [--quick]
+
+Uses real patch features (default backbone, 256 px) of ``--n-train`` training normals: 400 MTD images
+give 409,600 x 152 features, the size the targets are stated for. Prints: selection seconds for a
+1% and a 10% coreset (two-stage greedy), the textbook greedy on a 100-image subset for comparison
+(seconds and coverage radius), and the time to query ``--n-test`` test images against the 1% bank.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from exdd_lab.coreset import coreset_size, coverage_radius, greedy_coreset
+from exdd_lab.data import load_dataset
+from exdd_lab.features import PatchFeatureExtractor
+from exdd_lab.memory import MemoryBank
+from exdd_lab.seeding import seed_everything
+
+SHARED_MTD = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtd"
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(SHARED_MTD) if SHARED_MTD.is_dir() else "procedural")
+    ap.add_argument("--layout", default="mtd" if SHARED_MTD.is_dir() else "procedural")
+    ap.add_argument("--n-train", type=int, default=400)
+    ap.add_argument("--n-test", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="100 training images, skip the 10%% coreset")
+    args = ap.parse_args()
+    seed_everything(args.seed)
+    if args.quick:
+        args.n_train = min(args.n_train, 100)
+    ds = load_dataset(args.data, args.layout, seed=args.seed)
+    ds = ds.subset(n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    fx = PatchFeatureExtractor()
+    print(f"data: {ds!r}\nbackbone: {fx.weights_source.description}\nthreads: {torch.get_num_threads()}")
+    train, t_train = timed(lambda: fx.extract([s.image_path for s in ds.train], progress=False))
+    test, t_test = timed(lambda: fx.extract([s.image_path for s in ds.test], progress=False))
+    flat = train.reshape(-1, train.shape[-1])
+    print(f"features: train {tuple(flat.shape)} ({t_train:.1f} s incl. cache), test {tuple(test.shape)} ({t_test:.1f} s)")
+    rows = []
+    for ratio in (0.01,) if args.quick else (0.01, 0.10):
+        k = coreset_size(len(flat), ratio)
+        chosen, secs = timed(lambda: greedy_coreset(flat, k, 128, args.seed))
+        rows.append((f"two-stage greedy {ratio:.0%} of {len(flat):,}", secs, coverage_radius(flat, chosen)))
+    sub = flat[: 100 * train.shape[1] * train.shape[2]]
+    k = coreset_size(len(sub), 0.01)
+    for method in ("exact", "chunked"):
+        chosen, secs = timed(lambda: greedy_coreset(sub, k, 128, args.seed, method=method))
+        rows.append((f"{method} greedy 1% of {len(sub):,}", secs, coverage_radius(sub, chosen)))
+    print(f"\n{'selection':45s} {'seconds':>8s} {'coverage radius':>16s}")
+    for name, secs, radius in rows:
+        print(f"{name:45s} {secs:8.1f} {radius:16.2f}")
+    bank = MemoryBank(flat.shape[1]).add(flat[torch.from_numpy(greedy_coreset(flat, coreset_size(len(flat), 0.01), 128, args.seed))])
+    _, secs = timed(lambda: bank.search(test.reshape(-1, test.shape[-1]), k=1))
+    print(f"\nquery {len(test)} test images ({test.shape[1] * test.shape[2] * len(test):,} patches) "
+          f"against the 1% bank ({len(bank):,} patches, {bank.size_mb:.1f} MB): {secs:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
