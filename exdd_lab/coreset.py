@@ -102,6 +102,48 @@ def greedy_coreset(
     return pool[torch.from_numpy(_greedy(x[pool].contiguous(), k, start))].numpy()
 
 
+class StreamingCoreset:
+    """The two-stage greedy fed one chunk at a time, so the full feature set never sits in memory.
+
+    ``add(chunk)`` runs the first stage on a chunk (e.g. the patches of 16 images) and keeps only its
+    candidates at full dimension; ``finish()`` runs the final greedy over all candidates and returns
+    the chosen features ``(k, C)``. Memory: one chunk plus ``oversample x k`` candidates.
+    """
+
+    def __init__(self, n_total: int, k: int, dim: int, projection_dim: int | None = 128, seed: int = 0,
+                 oversample: float = 2.0) -> None:
+        if n_total <= 0:
+            raise ValueError("cannot select a coreset from an empty feature set")
+        self.k = min(int(k), n_total)
+        self.keep_share = min(1.0, oversample * self.k / n_total)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.proj = None
+        if projection_dim and projection_dim < dim:
+            self.proj = torch.randn(dim, projection_dim, generator=self.gen) / np.sqrt(projection_dim)
+        self._pool: list[torch.Tensor] = []
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        return (x @ self.proj).contiguous() if self.proj is not None else x.contiguous()
+
+    def add(self, chunk: torch.Tensor) -> None:
+        chunk = chunk.reshape(-1, chunk.shape[-1]).float()
+        if self.keep_share >= 1.0:
+            self._pool.append(chunk.clone())
+            return
+        k_chunk = max(1, int(np.ceil(self.keep_share * len(chunk))))
+        start = int(torch.randint(len(chunk), (1,), generator=self.gen))
+        chosen = _greedy(self._project(chunk), k_chunk, start)
+        self._pool.append(chunk[torch.from_numpy(chosen)].clone())
+
+    def finish(self) -> torch.Tensor:
+        if not self._pool:
+            raise ValueError("no features were added to the coreset")
+        pool = torch.cat(self._pool)
+        self._pool = []
+        start = int(torch.randint(len(pool), (1,), generator=self.gen))
+        return pool[torch.from_numpy(np.sort(_greedy(self._project(pool), self.k, start)))].contiguous()
+
+
 def coverage_radius(features: torch.Tensor | np.ndarray, chosen: np.ndarray, chunk: int = 65536) -> float:
     """The largest distance from any feature to its nearest chosen one: what greedy k-center minimises."""
     from exdd_lab.neighbours import knn

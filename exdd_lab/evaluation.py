@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from exdd_lab.data.imageio import load_masks
+from exdd_lab.data.imageio import load_mask
 from exdd_lab.data.records import DefectDataset
 from exdd_lab.methods.base import Detector, Prediction
-from exdd_lab.metrics import evaluate, normal_only_threshold, per_type_table
+from exdd_lab.metrics import NORMAL_GROUP, PixelHistogram, evaluate, normal_only_threshold, per_type_table
 from exdd_lab.storage import atomic_write, atomic_write_json
 
 
@@ -38,18 +38,23 @@ def _clean(value):
 
 
 def evaluate_prediction(dataset: DefectDataset, prediction: Prediction, image_size: int) -> tuple[dict, object]:
-    """Metrics of a prediction on ``dataset.test``: a flat dict and the per-type table."""
+    """Metrics of a prediction on ``dataset.test``: a flat dict and the per-type table.
+
+    Pixel metrics use only images whose ground truth is known (normals, and defects with a mask),
+    accumulated image by image into one histogram (see :class:`~exdd_lab.metrics.PixelHistogram`).
+    """
     test = dataset.test
     labels = np.array([s.label for s in test])
     types = np.array([s.defect_type for s in test])
-    # pixel metrics only over images whose ground truth is known: normals, and defects with a mask
-    known = np.array([(not s.is_defect) or s.mask_path is not None for s in test])
-    masks = load_masks([s.mask_path for s in test], image_size)
     ev = evaluate(labels, prediction.scores)
-    if known.any() and labels[known].any():
-        px = evaluate(labels[known], prediction.scores[known], masks[known], prediction.maps[known])
-        ev.pixel_auroc, ev.pixel_ap, ev.aupro = px.pixel_auroc, px.pixel_ap, px.aupro
-    table = per_type_table(labels, prediction.scores, types, masks, prediction.maps)
+    hist = PixelHistogram(float(prediction.maps.min()), float(prediction.maps.max()))
+    for i, s in enumerate(test):
+        if s.is_defect and s.mask_path is None:
+            continue
+        hist.add(load_mask(s.mask_path, size=image_size) if s.mask_path else np.zeros((image_size, image_size), bool),
+                 prediction.maps[i], NORMAL_GROUP if not s.is_defect else s.defect_type)
+    ev.pixel_auroc, ev.pixel_ap, ev.aupro = hist.metrics()
+    table = per_type_table(labels, prediction.scores, types, hist=hist)
     return ev.as_dict(), table
 
 
@@ -69,7 +74,7 @@ def run_evaluation(method: Detector, dataset: DefectDataset, out_dir: str | Path
     threshold = None
     held_out = dataset.extra.get("val_good", [])
     if held_out:
-        threshold = normal_only_threshold(method.predict(held_out).scores, normal_quantile)
+        threshold = normal_only_threshold(method.predict(held_out, keep_maps=False).scores, normal_quantile)
     labels = np.array([s.label for s in dataset.test]).astype(bool)
     result = {
         "method": method.name, "dataset": dataset.name, "layout": dataset.layout, "seed": seed,

@@ -86,54 +86,82 @@ def normal_only_threshold(normal_scores: np.ndarray, quantile: float = 0.99) -> 
     return float(np.quantile(scores, quantile))
 
 
-def _region_ids(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Connected defect regions (8-connectivity, per image) numbered 1..R across all images; 0 = normal.
+DEFAULT_BINS = 1 << 18
+NORMAL_GROUP = "__normal__"
 
-    Returns ``(ids (N, H, W) int32, sizes (R + 1,))``.
+
+class PixelHistogram:
+    """Pixel metrics without sorting tens of millions of pixels: one pass, memory ``O(bins)``.
+
+    Scores are binned on a fixed range into ``bins`` (262,144 by default) equal-width bins; per
+    group (e.g. per defect type) it counts normal pixels, defect pixels and the *region-overlap
+    mass* (each pixel of connected defect region ``r`` adds ``1/|r|``). Every threshold between
+    bins is then exact; scores closer than ``(hi - lo) / bins`` count as tied (the metrics change by
+    less than that share of pixel pairs). Groups can be summed, so per-type metrics cost nothing extra.
     """
-    ids = np.zeros(masks.shape, np.int32)
-    offset = 0
-    for i, m in enumerate(masks):
-        if m.any():
-            lab, n = ndi.label(m, structure=np.ones((3, 3), bool))
-            ids[i] = np.where(lab > 0, lab + offset, 0)
-            offset += n
-    return ids, np.bincount(ids.ravel(), minlength=offset + 1)
+
+    def __init__(self, lo: float, hi: float, bins: int = DEFAULT_BINS) -> None:
+        self.lo, self.bins = float(lo), int(bins)
+        self.scale = bins / (float(hi) - float(lo)) if hi > lo else 0.0
+        self.groups: dict[str, dict] = {}
+
+    def add(self, mask: np.ndarray, score_map: np.ndarray, group: str = "all") -> None:
+        """Accumulate one image: ``mask (H, W) bool``, ``score_map (H, W)``."""
+        mask = np.asarray(mask, bool)
+        score_map = np.asarray(score_map)
+        if mask.shape != score_map.shape:
+            raise ValueError(f"masks {mask.shape} and maps {score_map.shape} must have the same shape")
+        g = self.groups.setdefault(group, {"normal": np.zeros(self.bins), "defect": np.zeros(self.bins),
+                                           "overlap": np.zeros(self.bins), "regions": 0})
+        idx = np.clip(((score_map.astype(np.float64) - self.lo) * self.scale).astype(np.int64), 0, self.bins - 1)
+        g["normal"] += np.bincount(idx[~mask], minlength=self.bins)
+        if mask.any():
+            lab, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+            sizes = np.bincount(lab.ravel())
+            g["defect"] += np.bincount(idx[mask], minlength=self.bins)
+            g["overlap"] += np.bincount(idx[mask], weights=1.0 / sizes[lab[mask]], minlength=self.bins)
+            g["regions"] += n
+
+    def metrics(self, groups: list[str] | None = None, fpr_limit: float = 0.3) -> tuple[float, float, float]:
+        """``(pixel AUROC, pixel AP, AUPRO)`` over the chosen groups (all by default); ``nan`` where undefined."""
+        chosen = [self.groups[g] for g in (groups if groups is not None else self.groups) if g in self.groups]
+        if not chosen:
+            return float("nan"), float("nan"), float("nan")
+        normal = sum(g["normal"] for g in chosen)[::-1]  # highest scores first
+        defect = sum(g["defect"] for g in chosen)[::-1]
+        overlap = sum(g["overlap"] for g in chosen)[::-1]
+        regions = sum(g["regions"] for g in chosen)
+        occupied = (normal + defect) > 0
+        fp, tp, ov = np.cumsum(normal)[occupied], np.cumsum(defect)[occupied], np.cumsum(overlap)[occupied]
+        if tp.size == 0 or tp[-1] == 0 or fp[-1] == 0:
+            return float("nan"), float("nan"), float("nan")
+        tpr, fpr = np.r_[0, tp] / tp[-1], np.r_[0, fp] / fp[-1]
+        pixel_auroc = float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
+        pixel_ap = float(np.sum(np.diff(np.r_[0, tp]) / tp[-1] * tp / np.maximum(tp + fp, 1)))
+        pro = np.minimum(np.r_[0.0, ov] / regions, 1.0)
+        return pixel_auroc, pixel_ap, _area_to_limit(np.minimum(fpr, 1.0), pro, fpr_limit)
 
 
-def pixel_metrics(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> tuple[float, float, float]:
-    """``(pixel AUROC, pixel AP, AUPRO)`` from ONE sort of all pixel scores (tens of millions on a CPU).
-
-    AUPRO is the area under the per-region-overlap curve up to ``fpr_limit`` false-positive rate,
-    divided by it: each connected defect region (8-connectivity, per image) weighs equally, however
-    large (Bergmann et al., MVTec AD). Each normal pixel adds ``1/#normal`` to the FPR, each pixel of
-    region ``r`` adds ``1/(#regions x |r|)`` to the mean overlap, cumulated in score order; equal
-    scores form one step, joined linearly (as ROC ties). Undefined values are ``nan``.
-    """
-    masks = np.asarray(masks).astype(bool)
-    maps = np.asarray(maps)
+def pixel_histogram(masks: np.ndarray, maps: np.ndarray, groups: list[str] | None = None,
+                    bins: int = DEFAULT_BINS) -> PixelHistogram:
+    """Accumulate ``masks, maps (N, H, W)`` (optionally one group name per image) into a :class:`PixelHistogram`."""
+    masks, maps = np.asarray(masks).astype(bool), np.asarray(maps)
     if masks.shape != maps.shape:
         raise ValueError(f"masks {masks.shape} and maps {maps.shape} must have the same shape")
     if masks.ndim == 2:
         masks, maps = masks[None], maps[None]
-    flat = maps.ravel().astype(np.float32 if maps.size > 1_000_000 else np.float64, copy=False)
-    y = masks.ravel()
-    if not _both_classes(y):
-        return float("nan"), float("nan"), float("nan")
-    order = np.argsort(-flat)
-    s, ys = flat[order], y[order]
-    last = np.r_[s[1:] != s[:-1], True]  # a threshold can only fall between distinct scores
-    tp = np.cumsum(ys, dtype=np.int64)[last]
-    fp = np.cumsum(~ys, dtype=np.int64)[last]
-    tpr, fpr = np.r_[0, tp] / tp[-1], np.r_[0, fp] / fp[-1]
-    pixel_auroc = float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
-    pixel_ap = float(np.sum(np.diff(np.r_[0, tp]) / tp[-1] * tp / np.maximum(tp + fp, 1)))
-    ids, sizes = _region_ids(masks)
-    n_regions = len(sizes) - 1
-    weight = np.zeros(len(sizes))
-    weight[1:] = 1.0 / (n_regions * sizes[1:])
-    pro = np.r_[0.0, np.cumsum(weight[ids.ravel()[order]])[last]]
-    return pixel_auroc, pixel_ap, _area_to_limit(np.minimum(fpr, 1.0), np.minimum(pro, 1.0), fpr_limit)
+    hist = PixelHistogram(float(maps.min()), float(maps.max()), bins)
+    for i in range(len(masks)):
+        hist.add(masks[i], maps[i], groups[i] if groups is not None else "all")
+    return hist
+
+
+def pixel_metrics(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> tuple[float, float, float]:
+    """``(pixel AUROC, pixel AP, AUPRO)``. AUPRO is the area under the per-region-overlap curve up to
+    ``fpr_limit`` false-positive rate, divided by it: each connected defect region (8-connectivity, per
+    image) weighs equally, however large (Bergmann et al., MVTec AD); equal scores form one step, joined
+    linearly (as ROC ties). Values lie in ``[0, 1]``; ``nan`` without defect or normal pixels."""
+    return pixel_histogram(masks, maps).metrics(fpr_limit=fpr_limit)
 
 
 def _area_to_limit(fpr: np.ndarray, pro: np.ndarray, limit: float) -> float:
@@ -149,7 +177,7 @@ def _area_to_limit(fpr: np.ndarray, pro: np.ndarray, limit: float) -> float:
 
 
 def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
-    """AUPRO alone (see :func:`pixel_metrics`): in ``[0, 1]``, ``nan`` without defect regions or normal pixels."""
+    """AUPRO alone (see :func:`pixel_metrics`)."""
     return pixel_metrics(masks, maps, fpr_limit)[2]
 
 
@@ -191,15 +219,23 @@ def evaluate(
     return ev
 
 
-def per_type_table(labels, image_scores, defect_types, masks=None, maps=None):
-    """One row per defect type: that type's defect images against ALL normal test images."""
+def per_type_table(labels, image_scores, defect_types, masks=None, maps=None, hist: PixelHistogram | None = None):
+    """One row per defect type: that type's defect images against ALL normal test images.
+
+    Pixel metrics come from one :class:`PixelHistogram` whose groups are the image types (built here
+    from ``masks``/``maps`` unless given), so no pixel is sorted or copied per type.
+    """
     import pandas as pd
 
     labels, types = np.asarray(labels).astype(bool), np.asarray(defect_types)
+    groups = [NORMAL_GROUP if not l else t for l, t in zip(labels, types)]
+    if hist is None and masks is not None and maps is not None:
+        hist = pixel_histogram(masks, maps, groups)
     rows = []
     for kind in sorted(set(types[labels])):
         keep = (~labels) | (types == kind)
-        ev = evaluate(labels[keep], np.asarray(image_scores)[keep],
-                      None if masks is None else np.asarray(masks)[keep], None if maps is None else np.asarray(maps)[keep])
+        ev = evaluate(labels[keep], np.asarray(image_scores)[keep])
+        if hist is not None:
+            ev.pixel_auroc, ev.pixel_ap, ev.aupro = hist.metrics([NORMAL_GROUP, kind])
         rows.append({"defect_type": kind, "n_defect": int((types == kind).sum()), **ev.as_dict()})
     return pd.DataFrame(rows)

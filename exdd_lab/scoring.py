@@ -23,14 +23,23 @@ def gaussian_kernel1d(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
-def anomaly_maps(patch_scores: np.ndarray | torch.Tensor, image_size: int, sigma: float = 4.0) -> np.ndarray:
+def anomaly_maps(patch_scores: np.ndarray | torch.Tensor, image_size: int, sigma: float = 4.0,
+                 batch: int = 32) -> np.ndarray:
     """``(N, h, w)`` patch scores -> ``(N, S, S)`` maps: bilinear upsampling, then a separable Gaussian blur.
 
-    Borders are reflected so the edge of the image is not pulled towards zero.
+    Borders are reflected so the edge of the image is not pulled towards zero. Works ``batch``
+    images at a time, so temporaries stay small whatever N is.
     """
     s = torch.as_tensor(np.asarray(patch_scores), dtype=torch.float32)
     if s.ndim == 2:
         s = s[None]
+    out = np.empty((s.shape[0], image_size, image_size), np.float32)
+    for start in range(0, s.shape[0], batch):
+        out[start : start + batch] = _smooth_upsample(s[start : start + batch], image_size, sigma)
+    return out
+
+
+def _smooth_upsample(s: torch.Tensor, image_size: int, sigma: float) -> np.ndarray:
     up = F.interpolate(s[:, None], size=(image_size, image_size), mode="bilinear", align_corners=False)
     if sigma and sigma > 0:
         k = gaussian_kernel1d(sigma)

@@ -77,3 +77,10 @@ def test_evaluate_command(tiny_mvtec, tmp_path, capsys):
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(tiny_mvtec), "--layout", "mvtec", "--backbone", "resnet_18", "--out", str(out)]) == 2
     assert "unknown backbone" in capsys.readouterr().err
+
+
+def test_scores_without_maps_equal_scores_with_maps(tiny):
+    pc = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.5, chunk_images=3)).fit(tiny.train)
+    full, light = pc.predict(tiny.test), pc.predict(tiny.test, keep_maps=False)
+    assert light.maps.shape[0] == 0 and np.array_equal(full.scores, light.scores)
+    assert np.array_equal(full.patch_scores, light.patch_scores)

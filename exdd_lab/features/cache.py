@@ -63,7 +63,8 @@ def extract_with_cache(
 ) -> torch.Tensor:
     """Features ``(N, h, w, C)`` for ``paths`` in order: cached ones read, the rest computed and stored."""
     size = extractor.config.image_size
-    out: list[torch.Tensor | None] = [None] * len(paths)
+    g, c = extractor.grid_size, extractor.feature_dim
+    out = torch.empty(len(paths), g, g, c)  # filled in place: no list of copies, no final stack
     digests = [file_digest(p) for p in paths] if cache else [None] * len(paths)
     todo = []
     for i, d in enumerate(digests):
@@ -80,9 +81,7 @@ def extract_with_cache(
         images = np.stack([load_image(paths[i], size) for i in batch])
         feats = extractor(images)
         for i, f in zip(batch, feats):
-            out[i] = f.clone()
+            out[i] = f
             if cache:
-                cache.put(digests[i], out[i])
-    if not out:
-        return torch.empty(0, extractor.grid_size, extractor.grid_size, extractor.feature_dim)
-    return torch.stack(out)  # type: ignore[arg-type]
+                cache.put(digests[i], f)
+    return out

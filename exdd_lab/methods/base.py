@@ -17,6 +17,8 @@ from exdd_lab.data.records import Sample
 class Prediction:
     """A method's output for N images at ``image_size``.
 
+    ``predict(..., keep_maps=False)`` leaves ``maps`` empty (shape ``(0, S, S)``) to save memory.
+
     ``maps (N, S, S)`` anomaly maps; ``scores (N,)`` image scores (higher = more anomalous);
     ``patch_scores (N, h, w)`` the unsmoothed grid when the method has one; ``extra`` holds
     method-specific arrays (e.g. nearest-bank indices, other score variants).
@@ -33,6 +35,6 @@ class Detector(Protocol):
 
     def fit(self, train: Sequence[Sample], progress: bool = False) -> Detector: ...
 
-    def predict(self, samples: Sequence[Sample], progress: bool = False) -> Prediction: ...
+    def predict(self, samples: Sequence[Sample], progress: bool = False, keep_maps: bool = True) -> Prediction: ...
 
     def describe(self) -> dict: ...

@@ -13,6 +13,9 @@ import numpy as np
 
 from exdd_lab.data.records import Sample
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
+from tqdm.auto import tqdm
+
+from exdd_lab.coreset import StreamingCoreset, coreset_size
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
 from exdd_lab.scoring import anomaly_maps, max_score, reweighting_factor
@@ -29,6 +32,7 @@ class PatchCoreSettings:
     reweight_neighbours: int = 9
     seed: int = 0
     batch_size: int = 8
+    chunk_images: int = 16  # images per streamed group (16 x 1024 patches: a first-stage coreset chunk)
 
 
 class PatchCore:
@@ -49,29 +53,59 @@ class PatchCore:
         return {"backbone": cfg.backbone, "layers": list(cfg.resolved_layers), "image_size": cfg.image_size,
                 "projection_dim": cfg.projection_dim, "weights": self.extractor.weights_source.kind}
 
+    def _groups(self, samples: Sequence[Sample], size: int) -> list[list]:
+        paths = [s.image_path for s in samples]
+        return [paths[i : i + size] for i in range(0, len(paths), size)]
+
     def fit(self, train: Sequence[Sample], progress: bool = False) -> PatchCore:
+        """Stream the training images in groups of ``chunk_images``: features -> first coreset stage;
+        then the final stage. Memory stays at one group plus the candidates, whatever the set size."""
         if not train:
             raise ValueError("PatchCore.fit needs at least one normal training image")
-        feats = self.extractor.extract([s.image_path for s in train], self.settings.batch_size, progress=progress)
-        self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(feats)
-        if self.settings.coreset_ratio < 1:
-            self.bank.subsample(self.settings.coreset_ratio, self.settings.seed, self.settings.coreset_projection)
+        st, g = self.settings, self.extractor.grid_size
+        n_total = len(train) * g * g
+        stream = StreamingCoreset(n_total, coreset_size(n_total, st.coreset_ratio), self.extractor.feature_dim,
+                                  st.coreset_projection, st.seed)
+        for group in tqdm(self._groups(train, st.chunk_images), desc="fit", unit="group", disable=not progress):
+            stream.add(self.extractor.extract(group, st.batch_size))
+        self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(stream.finish())
+        self.bank.metadata["coreset"] = {"ratio": st.coreset_ratio, "seed": st.seed, "projection_dim": st.coreset_projection,
+                                         "method": "streaming two-stage greedy", "chunk_images": st.chunk_images}
         return self
 
-    def predict(self, samples: Sequence[Sample], progress: bool = False) -> Prediction:
+    def predict(self, samples: Sequence[Sample], progress: bool = False, keep_maps: bool = True) -> Prediction:
+        """Score images in groups: never all test features at once. ``keep_maps=False`` keeps only
+        image and patch scores (maps are made per group and dropped): for scoring many images cheaply."""
         if self.bank is None:
             raise RuntimeError("call fit() before predict()")
-        feats = self.extractor.extract([s.image_path for s in samples], self.settings.batch_size, progress=progress)
-        n, h, w, c = feats.shape
-        flat = feats.reshape(-1, c)
-        dist, idx = self.bank.search(flat, k=1)
-        patch_scores = dist[:, 0].reshape(n, h, w)
-        maps = anomaly_maps(patch_scores, self.extractor.config.image_size, self.settings.sigma)
-        scores = max_score(maps)
-        extra = {"nn_index": idx[:, 0].reshape(n, h, w)}
+        g = self.extractor.grid_size
+        patch_scores = np.empty((len(samples), g, g), np.float32)
+        nn_index = np.empty((len(samples), g, g), np.int64)
+        reweighted = np.empty(len(samples), np.float64)
+        done = 0
+        for group in tqdm(self._groups(samples, self.settings.chunk_images), desc="predict", unit="group",
+                          disable=not progress):
+            feats = self.extractor.extract(group, self.settings.batch_size)
+            n, c = feats.shape[0], feats.shape[-1]
+            dist, idx = self.bank.search(feats.reshape(-1, c), k=1)
+            patch_scores[done : done + n] = dist[:, 0].reshape(n, g, g)
+            nn_index[done : done + n] = idx[:, 0].reshape(n, g, g)
+            if self.settings.image_score == "reweighted":
+                reweighted[done : done + n] = self.reweighted_scores(
+                    feats.reshape(n, g * g, c), patch_scores[done : done + n].reshape(n, -1), idx[:, 0].reshape(n, -1))
+            done += n
+        size = self.extractor.config.image_size
+        maps = np.empty((len(samples), size, size) if keep_maps else (0, size, size), np.float32)
+        scores = np.empty(len(samples), np.float64)
+        for start in range(0, len(samples), 64):
+            part = anomaly_maps(patch_scores[start : start + 64], size, self.settings.sigma)
+            scores[start : start + 64] = max_score(part)
+            if keep_maps:
+                maps[start : start + 64] = part
+        extra = {"nn_index": nn_index}
         if self.settings.image_score == "reweighted":
             extra["max_map_score"] = scores
-            scores = self.reweighted_scores(flat.reshape(n, h * w, c), patch_scores.reshape(n, -1), idx[:, 0].reshape(n, -1))
+            scores = reweighted
         return Prediction(maps, scores, patch_scores, extra)
 
     def reweighted_scores(self, feats, patch_scores: np.ndarray, nn_index: np.ndarray) -> np.ndarray:
