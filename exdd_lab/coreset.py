@@ -14,7 +14,10 @@ What makes it fast here:
    each chunk, then a final greedy pass picks ``k`` centers from that union. Work drops from
    ``k N d`` to about ``oversample k N d / n_chunks + (oversample k) k d``; the result is a
    k-center cover within a constant factor of the textbook one (measured in the benchmark:
-   coverage radius and detection AUROC);
+   coverage radius and detection AUROC). For very large ``k`` (a 10% bank) the final pass would
+   dominate, so oversampling shrinks to keep it within ``FINAL_STAGE_BUDGET``, down to no final
+   pass at all (the union of the chunks' picks). :class:`StreamingCoreset` runs the same two
+   stages on chunks that arrive one at a time (PatchCore's fit streams image groups through it);
 3. squared distances, preallocated buffers and in-place updates: one matrix-vector product and one
    elementwise minimum per step, no temporaries that pile up.
 
@@ -88,18 +91,13 @@ def greedy_coreset(
     n_chunks = n // chunk_size
     if method == "exact" or n_chunks < 2 or oversample * k >= n:
         return _greedy(x, k, first)
-    order = torch.randperm(n, generator=gen)
-    chunks = torch.tensor_split(order, n_chunks)
-    per_chunk = int(np.ceil(oversample * k / n_chunks))
-    candidates = []
-    for idx in chunks:
-        block = x[idx].contiguous()
-        start = int(torch.randint(len(idx), (1,), generator=gen))
-        candidates.append(idx[torch.from_numpy(_greedy(block, per_chunk, start))])
-    pool = torch.cat(candidates)
-    # the final pass starts from the global first point's nearest candidate (usually itself when it was drawn)
-    start = int(torch.argmin(((x[pool] - x[first]) ** 2).sum(1)))
-    return pool[torch.from_numpy(_greedy(x[pool].contiguous(), k, start))].numpy()
+    stream = StreamingCoreset(n, k, x.shape[1], projection_dim=None, seed=seed, oversample=oversample)
+    for idx in torch.tensor_split(torch.randperm(n, generator=gen), n_chunks):
+        stream.add(x[idx], idx)
+    return stream.finish_indices()
+
+
+FINAL_STAGE_BUDGET = 6e10  # multiply-adds of the final greedy pass: about 10 s on two cores
 
 
 class StreamingCoreset:
@@ -115,33 +113,59 @@ class StreamingCoreset:
         if n_total <= 0:
             raise ValueError("cannot select a coreset from an empty feature set")
         self.k = min(int(k), n_total)
+        # the final stage costs (pool x k x d): for very large k (10% banks) shrink the oversampling so it
+        # stays within FINAL_STAGE_BUDGET multiply-adds; at 1.0 the union of chunk picks is the coreset
+        d = projection_dim if projection_dim and projection_dim < dim else dim
+        oversample = max(1.0, min(oversample, FINAL_STAGE_BUDGET / (self.k * self.k * d)))
+        self.final_pass = oversample > 1.0  # without one, chunks round down so the union never exceeds k
         self.keep_share = min(1.0, oversample * self.k / n_total)
         self.gen = torch.Generator().manual_seed(seed)
         self.proj = None
         if projection_dim and projection_dim < dim:
             self.proj = torch.randn(dim, projection_dim, generator=self.gen) / np.sqrt(projection_dim)
         self._pool: list[torch.Tensor] = []
+        self._pool_index: list[torch.Tensor] = []
+        self._seen = 0
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         return (x @ self.proj).contiguous() if self.proj is not None else x.contiguous()
 
-    def add(self, chunk: torch.Tensor) -> None:
+    def add(self, chunk: torch.Tensor, index: torch.Tensor | None = None) -> None:
+        """First stage on one chunk ``(n, C)`` (or ``(n, h, w, C)``); ``index`` names its items (default:
+        their running position in the stream)."""
         chunk = chunk.reshape(-1, chunk.shape[-1]).float()
+        if index is None:
+            index = torch.arange(self._seen, self._seen + len(chunk))
+        self._seen += len(chunk)
         if self.keep_share >= 1.0:
-            self._pool.append(chunk.clone())
-            return
-        k_chunk = max(1, int(np.ceil(self.keep_share * len(chunk))))
-        start = int(torch.randint(len(chunk), (1,), generator=self.gen))
-        chosen = _greedy(self._project(chunk), k_chunk, start)
-        self._pool.append(chunk[torch.from_numpy(chosen)].clone())
+            keep = torch.arange(len(chunk))
+        else:
+            share = self.keep_share * len(chunk)
+            k_chunk = max(1, int(np.ceil(share) if self.final_pass else np.floor(share)))
+            start = int(torch.randint(len(chunk), (1,), generator=self.gen))
+            keep = torch.from_numpy(_greedy(self._project(chunk), k_chunk, start))
+        self._pool.append(chunk[keep].clone())
+        self._pool_index.append(index[keep].clone())
+
+    def finish_indices(self) -> np.ndarray:
+        """Second stage: the indices (as named in ``add``) of the ``k`` chosen items, sorted."""
+        return np.sort(self._finish()[1].numpy())
 
     def finish(self) -> torch.Tensor:
+        """Second stage: the chosen features ``(k, C)``, in stream order."""
+        feats, index = self._finish()
+        return feats[torch.argsort(index)].contiguous()
+
+    def _finish(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self._pool:
             raise ValueError("no features were added to the coreset")
-        pool = torch.cat(self._pool)
-        self._pool = []
+        pool, index = torch.cat(self._pool), torch.cat(self._pool_index)
+        self._pool, self._pool_index = [], []
+        if len(pool) <= self.k or not self.final_pass:
+            return pool[: self.k], index[: self.k]
         start = int(torch.randint(len(pool), (1,), generator=self.gen))
-        return pool[torch.from_numpy(np.sort(_greedy(self._project(pool), self.k, start)))].contiguous()
+        chosen = torch.from_numpy(_greedy(self._project(pool), self.k, start))
+        return pool[chosen], index[chosen]
 
 
 def coverage_radius(features: torch.Tensor | np.ndarray, chosen: np.ndarray, chunk: int = 65536) -> float:

@@ -88,3 +88,32 @@ def test_approximate_index_finds_exact_neighbours_mostly():
     assert (exact.search(q)[1][:, 0] == approx.search(q)[1][:, 0]).mean() > 0.9
     with pytest.raises(BankError, match="unknown index"):
         MemoryBank(4, index="ivf")
+
+
+def test_streaming_coreset_matches_the_requested_size_and_covers():
+    from exdd_lab.coreset import StreamingCoreset
+
+    x = clustered(5000, 16, seed=4)
+    stream = StreamingCoreset(len(x), 100, 16, projection_dim=None, seed=0)
+    for part in torch.split(x, 700):
+        stream.add(part)
+    chosen = stream.finish()
+    assert chosen.shape == (100, 16)
+    rows = {tuple(r) for r in x.numpy().round(5).tolist()}
+    assert all(tuple(r) in rows for r in chosen.numpy().round(5).tolist()), "the coreset holds original items"
+    rand = x[np.random.default_rng(0).choice(len(x), 100, replace=False)]
+    from exdd_lab.neighbours import knn
+
+    assert knn(x, chosen)[0].max() < knn(x, rand)[0].max()
+
+def test_streaming_coreset_skips_a_too_costly_final_pass(monkeypatch):
+    import exdd_lab.coreset as cs
+
+    x = clustered(5000, 16, seed=5)
+    monkeypatch.setattr(cs, "FINAL_STAGE_BUDGET", 1.0)  # any final pass is "too costly"
+    stream = cs.StreamingCoreset(len(x), 500, 16, projection_dim=None, seed=0)
+    assert not stream.final_pass and stream.keep_share == pytest.approx(0.1)
+    for part in torch.split(x, 1000):
+        stream.add(part)
+    chosen = stream.finish()
+    assert chosen.shape == (500, 16), "chunks of 1000 each give exactly 100"
