@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.exdd-installed
 MTD    := ../shared/data/mtd
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast references bench clean-cache
+.PHONY: setup run test test-fast references bench bench-anomalib clean-cache
 
 setup: $(STAMP)
 
@@ -33,9 +33,13 @@ test-fast: setup
 references: setup
 	$(PY) -c "from exdd_lab.notebooks import update_references; print('wrote', update_references())"
 
-## Benchmarks print numbers (they are not timed tests).
+## Benchmarks print numbers (they are not timed tests). The anomalib comparison is separate (long): see benchmarks/README.md.
 bench: setup
 	$(PY) benchmarks/feature_throughput.py
+	$(PY) benchmarks/coreset_and_search.py
+
+bench-anomalib: setup
+	$(PY) benchmarks/anomalib_compare.py $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf $${EXDD_LAB_CACHE:-$$HOME/.cache/exdd_lab}

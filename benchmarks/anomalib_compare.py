@@ -79,10 +79,11 @@ def forward_floor(ds, image_size: int) -> float:
 
 def run_exdd(cat: Path, out: Path, args) -> dict:
     env = dict(os.environ, EXDD_LAB_CACHE=str(out / "cold-cache"))  # cold cache: every feature computed
-    subprocess.run([sys.executable, "-m", "exdd_lab", "evaluate", "--data", str(cat), "--layout", "mvtec",
-                    "--method", "patchcore", "--coreset", str(args.coreset), "--image-size", str(args.image_size),
-                    "--seed", str(args.seed), "--out", str(out / "exdd")], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-m", "exdd_lab", "evaluate", "--data", str(cat), "--layout", "mvtec",
+                           "--method", "patchcore", "--coreset", str(args.coreset), "--image-size", str(args.image_size),
+                           "--seed", str(args.seed), "--out", str(out / "exdd")], env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"exdd_lab run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return json.loads((out / "exdd" / "metrics.json").read_text())
 
 

@@ -84,7 +84,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds = load_dataset(data, layout, args.category or None, seed=args.seed)
     features = FeatureConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size)
     method = build_method(args.method, features, {"coreset": args.coreset, "seed": args.seed,
-                                                  "image_score": args.image_score, "sigma": args.sigma})
+                                                  "image_score": args.image_score, "sigma": args.sigma,
+                                                  "coreset_method": args.coreset_method})
     print(f"{args.method} on {ds!r}\nweights: {method.describe().get('weights_source')}")
     result = run_evaluation(method, ds, args.out, seed=args.seed, progress=True)
     keys = ("image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "f1_max", "fit_s", "predict_s", "peak_rss_mb")
@@ -112,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="imagenet", help="imagenet (resolved offline), random, or a weights file")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--coreset", type=float, default=0.01, help="share of normal patches kept in the bank (default 0.01)")
-    p.add_argument("--image-score", choices=("max", "reweighted"), default="max",
-                   help="max of the smoothed map, or PatchCore's Eq. 7 reweighting")
+    p.add_argument("--coreset-method", choices=("two-stage", "exact"), default="two-stage",
+                   help="two-stage greedy (fast, default) or the textbook greedy (slower; +0.015 image AUROC on MTD)")
+    p.add_argument("--image-score", choices=("max", "max_patch", "reweighted"), default="max",
+                   help="max of the smoothed map (default), max raw patch score, or PatchCore's Eq. 7 reweighting")
     p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of anomaly maps, in pixels")
     p.add_argument("--out", required=True, help="output folder for metrics.json and scores.csv")
     p.set_defaults(func=cmd_evaluate)

@@ -39,6 +39,8 @@ def test_reweighted_image_score_is_a_damped_patch_score(tiny):
     top_patch = pred.patch_scores.reshape(10, -1).max(1)
     assert (pred.scores <= top_patch + 1e-6).all() and (pred.scores > 0).all()
     assert "max_map_score" in pred.extra
+    raw = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.5, image_score="max_patch")).fit(tiny.train)
+    assert np.allclose(raw.predict(tiny.test).scores, top_patch)
     with pytest.raises(ValueError, match="image_score"):
         PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(image_score="mean"))
 
@@ -84,3 +86,11 @@ def test_scores_without_maps_equal_scores_with_maps(tiny):
     full, light = pc.predict(tiny.test), pc.predict(tiny.test, keep_maps=False)
     assert light.maps.shape[0] == 0 and np.array_equal(full.scores, light.scores)
     assert np.array_equal(full.patch_scores, light.patch_scores)
+
+
+def test_exact_coreset_method_builds_a_bank_of_the_same_size(tiny):
+    exact = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.25, coreset_method="exact")).fit(tiny.train)
+    fast = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.25)).fit(tiny.train)
+    assert len(exact.bank) == len(fast.bank) and exact.bank.metadata["coreset"]["method"] == "exact greedy"
+    with pytest.raises(ValueError, match="coreset_method"):
+        PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_method="random")).fit(tiny.train)

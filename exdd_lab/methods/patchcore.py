@@ -10,20 +10,25 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from exdd_lab.data.records import Sample
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
 from tqdm.auto import tqdm
 
-from exdd_lab.coreset import StreamingCoreset, coreset_size
+from exdd_lab.coreset import StreamingCoreset, coreset_size, greedy_coreset
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
 from exdd_lab.scoring import anomaly_maps, max_score, reweighting_factor
 
 
+IMAGE_SCORES = ("max", "max_patch", "reweighted")
+
+
 @dataclass
 class PatchCoreSettings:
-    """PatchCore's knobs. ``image_score`` is ``"max"`` (max of the smoothed map) or ``"reweighted"`` (Eq. 7)."""
+    """PatchCore's knobs. ``image_score``: ``"max"`` (max of the smoothed map, default), ``"max_patch"``
+    (max raw patch score, the paper's s*), or ``"reweighted"`` (s* times the Eq. 7 weight)."""
 
     coreset_ratio: float = 0.01
     coreset_projection: int | None = 128
@@ -33,6 +38,7 @@ class PatchCoreSettings:
     seed: int = 0
     batch_size: int = 8
     chunk_images: int = 16  # images per streamed group (16 x 1024 patches: a first-stage coreset chunk)
+    coreset_method: str = "two-stage"  # or "exact": textbook greedy over all features (slower, see benchmarks)
 
 
 class PatchCore:
@@ -43,8 +49,8 @@ class PatchCore:
     def __init__(self, features: FeatureConfig | None = None, settings: PatchCoreSettings | None = None,
                  extractor: PatchFeatureExtractor | None = None) -> None:
         self.settings = settings or PatchCoreSettings()
-        if self.settings.image_score not in ("max", "reweighted"):
-            raise ValueError(f"image_score must be 'max' or 'reweighted', not {self.settings.image_score!r}")
+        if self.settings.image_score not in IMAGE_SCORES:
+            raise ValueError(f"image_score must be one of {IMAGE_SCORES}, not {self.settings.image_score!r}")
         self.extractor = extractor or PatchFeatureExtractor(features or FeatureConfig())
         self.bank: MemoryBank | None = None
 
@@ -64,6 +70,10 @@ class PatchCore:
             raise ValueError("PatchCore.fit needs at least one normal training image")
         st, g = self.settings, self.extractor.grid_size
         n_total = len(train) * g * g
+        if st.coreset_method == "exact":
+            return self._fit_exact(train, progress)
+        if st.coreset_method != "two-stage":
+            raise ValueError(f"coreset_method must be 'two-stage' or 'exact', not {st.coreset_method!r}")
         stream = StreamingCoreset(n_total, coreset_size(n_total, st.coreset_ratio), self.extractor.feature_dim,
                                   st.coreset_projection, st.seed)
         for group in tqdm(self._groups(train, st.chunk_images), desc="fit", unit="group", disable=not progress):
@@ -71,6 +81,20 @@ class PatchCore:
         self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(stream.finish())
         self.bank.metadata["coreset"] = {"ratio": st.coreset_ratio, "seed": st.seed, "projection_dim": st.coreset_projection,
                                          "method": "streaming two-stage greedy", "chunk_images": st.chunk_images}
+        return self
+
+    def _fit_exact(self, train: Sequence[Sample], progress: bool) -> PatchCore:
+        """All training features in memory, then the textbook greedy: the reference selection."""
+        st = self.settings
+        feats = self.extractor.extract([s.image_path for s in train], st.batch_size, progress=progress)
+        self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(feats)
+        if st.coreset_ratio < 1:
+            keep = greedy_coreset(self.bank.items, coreset_size(len(self.bank), st.coreset_ratio),
+                                  st.coreset_projection, st.seed, method="exact")
+            self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(
+                self.bank.items[torch.from_numpy(np.sort(keep))].contiguous())
+        self.bank.metadata["coreset"] = {"ratio": st.coreset_ratio, "seed": st.seed,
+                                         "projection_dim": st.coreset_projection, "method": "exact greedy"}
         return self
 
     def predict(self, samples: Sequence[Sample], progress: bool = False, keep_maps: bool = True) -> Prediction:
@@ -103,9 +127,9 @@ class PatchCore:
             if keep_maps:
                 maps[start : start + 64] = part
         extra = {"nn_index": nn_index}
-        if self.settings.image_score == "reweighted":
+        if self.settings.image_score != "max":
             extra["max_map_score"] = scores
-            scores = reweighted
+            scores = reweighted if self.settings.image_score == "reweighted" else patch_scores.reshape(len(samples), -1).max(1)
         return Prediction(maps, scores, patch_scores, extra)
 
     def reweighted_scores(self, feats, patch_scores: np.ndarray, nn_index: np.ndarray) -> np.ndarray:
