@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from exdd_lab.scoring import anomaly_maps, gaussian_kernel1d, max_score, reweighting_factor
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exdd_lab.features.backbones import DEFAULT_BACKBONE, WeightsSource, create_backbone
+from exdd_lab.features.backbones import DEFAULT_BACKBONE, create_backbone
 
 #: Default layers per backbone (timm feature indices): mid-level layers, as PatchCore uses.
 DEFAULT_LAYERS: dict[str, tuple[int, ...]] = {
