@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save
 
 from exdd_lab.coreset import coreset_size, greedy_coreset
 from exdd_lab.errors import ExddError
+from exdd_lab.neighbours import knn
 from exdd_lab.storage import atomic_write, atomic_write_json
 
 
@@ -93,10 +94,8 @@ class MemoryBank:
 
     def search(self, queries: torch.Tensor | np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Euclidean distances ``(Q, k)`` (ascending) and item indices ``(Q, k)`` of each query's k nearest items."""
-        q = self._check_dim(queries, "query features").numpy()
-        k = min(k, len(self)) if len(self) else k
-        sq, idx = self.index().search(np.ascontiguousarray(q, dtype=np.float32), k)
-        return np.sqrt(np.maximum(sq, 0)), idx
+        q = self._check_dim(queries, "query features")
+        return knn(q, self.index(), min(k, len(self)) if len(self) else k)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
