@@ -31,37 +31,32 @@ def _descending_counts(labels: np.ndarray, scores: np.ndarray):
     return tp, fp
 
 
-def _prepare(labels, scores):
+def _auroc_ap_from_counts(tp: np.ndarray, fp: np.ndarray) -> tuple[float, float]:
+    """AUROC (trapezoid, so ties count half) and step-wise AP from cumulative counts at each threshold."""
+    tpr, fpr = np.r_[0, tp] / tp[-1], np.r_[0, fp] / fp[-1]
+    area = float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
+    ap = float(np.sum(np.diff(np.r_[0, tp]) / tp[-1] * tp / np.maximum(tp + fp, 1)))
+    return area, ap
+
+
+def _image_counts(labels, scores) -> tuple[np.ndarray, np.ndarray] | None:
     labels = np.asarray(labels).ravel().astype(bool)
-    scores = np.asarray(scores).ravel()
-    scores = scores.astype(np.float32 if scores.size > 1_000_000 else np.float64, copy=False)
+    scores = np.asarray(scores, np.float64).ravel()
     if labels.shape != scores.shape:
         raise ValueError(f"{labels.size} labels but {scores.size} scores")
-    return labels, scores
+    return _descending_counts(labels, scores) if _both_classes(labels) else None
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half); ``nan`` if only one class is present.
-
-    Exact, from one sort (fast enough for tens of millions of pixels); equals scikit-learn's value.
-    """
-    labels, scores = _prepare(labels, scores)
-    if not _both_classes(labels):
-        return float("nan")
-    tp, fp = _descending_counts(labels, scores)
-    tpr, fpr = np.r_[0, tp] / tp[-1], np.r_[0, fp] / fp[-1]
-    return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
+    """Area under the ROC curve (ties count half); ``nan`` if only one class is present. Equals scikit-learn's."""
+    counts = _image_counts(labels, scores)
+    return _auroc_ap_from_counts(*counts)[0] if counts else float("nan")
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """Average precision, step-wise as scikit-learn defines it; ``nan`` without both classes."""
-    labels, scores = _prepare(labels, scores)
-    if not _both_classes(labels):
-        return float("nan")
-    tp, fp = _descending_counts(labels, scores)
-    precision = tp / np.maximum(tp + fp, 1)
-    recall_step = np.diff(np.r_[0, tp]) / tp[-1]
-    return float(np.sum(recall_step * precision))
+    counts = _image_counts(labels, scores)
+    return _auroc_ap_from_counts(*counts)[1] if counts else float("nan")
 
 
 def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
@@ -135,9 +130,8 @@ class PixelHistogram:
         fp, tp, ov = np.cumsum(normal)[occupied], np.cumsum(defect)[occupied], np.cumsum(overlap)[occupied]
         if tp.size == 0 or tp[-1] == 0 or fp[-1] == 0:
             return float("nan"), float("nan"), float("nan")
-        tpr, fpr = np.r_[0, tp] / tp[-1], np.r_[0, fp] / fp[-1]
-        pixel_auroc = float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
-        pixel_ap = float(np.sum(np.diff(np.r_[0, tp]) / tp[-1] * tp / np.maximum(tp + fp, 1)))
+        pixel_auroc, pixel_ap = _auroc_ap_from_counts(tp, fp)
+        fpr = np.r_[0, fp] / fp[-1]
         pro = np.minimum(np.r_[0.0, ov] / regions, 1.0)
         return pixel_auroc, pixel_ap, _area_to_limit(np.minimum(fpr, 1.0), pro, fpr_limit)
 
