@@ -2,7 +2,8 @@
 
     exdd-lab datasets --data DIR --layout mvtec|ksdd2|mtd|folder [--category NAME]
     exdd-lab run [--data DIR --layout ...] [--fast]
-    exdd-lab evaluate --data DIR --layout ... --method patchcore [--coreset R] --out OUT
+    exdd-lab evaluate --data DIR --layout ... --method patchcore|exdd [--coreset R] --out OUT
+    exdd-lab synthesize --data DIR --layout ... --generator perlin|ddpm|ldm [--model-dir DIR] [--n 100] --out OUT
 """
 from __future__ import annotations
 
@@ -83,14 +84,73 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     ds = load_dataset(data, layout, args.category or None, seed=args.seed)
     features = FeatureConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size)
-    method = build_method(args.method, features, {"coreset": args.coreset, "seed": args.seed,
-                                                  "image_score": args.image_score, "sigma": args.sigma,
-                                                  "coreset_method": args.coreset_method})
+    options = {"coreset": args.coreset, "seed": args.seed, "image_score": args.image_score, "sigma": args.sigma,
+               "coreset_method": args.coreset_method}
+    if args.method == "exdd":
+        ds, options = _exdd_defects(args, ds, options)
+    method = build_method(args.method, features, options)
     print(f"{args.method} on {ds!r}\nweights: {method.describe().get('weights_source')}")
     result = run_evaluation(method, ds, args.out, seed=args.seed, progress=True)
     keys = ("image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "f1_max", "fit_s", "predict_s", "peak_rss_mb")
     print("  ".join(f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in keys))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'scores.csv'}")
+    return 0
+
+
+def _exdd_defects(args: argparse.Namespace, ds, options: dict):
+    """The positive bank's defects: a synthetic set (made and cached, or --synthetic DIR) plus K real ones."""
+    import time
+
+    from exdd_lab.synthesis import cached_defect_set, load_defect_set
+
+    start = time.perf_counter()
+    if args.synthetic:
+        synthetic = load_defect_set(args.synthetic).test[: args.n_synthetic]
+        made = f"set {args.synthetic}"
+    else:
+        synthetic = cached_defect_set(ds.train, args.generator, args.n_synthetic, seed=args.seed,
+                                      image_size=args.image_size, model_dir=args.model_dir, progress=True).test
+        made = f"{args.generator} generator (cached)"
+    ds, real = ds.with_training_defects(args.real_defects, seed=args.seed)
+    if real and ds.split_info.get("train_defects", {}).get("moved_from_test"):
+        print(f"moved {len(real)} real defect images from the test split into the positive bank; they are not evaluated")
+    options.update(defects=list(synthetic) + list(real), exdd_image_score=args.exdd_image_score,
+                   positive_patches=args.positive_patches,
+                   synthesis_info={"source": made, "n_synthetic": len(synthetic), "n_real_defects": len(real),
+                                   "seconds": round(time.perf_counter() - start, 2)})
+    return ds, options
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    import time
+
+    from exdd_lab.data import load_dataset
+    from exdd_lab.seeding import seed_everything
+    from exdd_lab.synthesis import DdpmConfig, build_generator, mask_area_statistics, synthesize, write_defect_set
+
+    data, layout = _dataset_args(args)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ExddError(f"{out} already exists and is not empty", "choose a new --out folder, or delete the old set")
+    seed_everything(args.seed)
+    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    if not ds.train:
+        raise ExddError(f"{ds.name} has no training normals to synthesise on", "check the dataset layout (exdd-lab datasets)")
+    config = DdpmConfig(train_steps=args.ddpm_steps, image_size=args.image_size, seed=args.seed)
+    start = time.perf_counter()
+    generator = build_generator(args.generator, ds.train, args.model_dir, ddpm_config=config)
+    ready = time.perf_counter()
+    defects = synthesize(ds.train, generator, args.n, seed=args.seed, image_size=args.image_size, progress=True)
+    done = time.perf_counter()
+    info = {"generator": args.generator, "dataset": ds.name, "layout": ds.layout, "seed": args.seed, "n": args.n,
+            "image_size": args.image_size, "model_dir": str(args.model_dir) if args.model_dir else None,
+            "prepare_s": round(ready - start, 2), "generate_s": round(done - ready, 2),
+            "masks": mask_area_statistics([d.mask for d in defects])}
+    if args.generator == "ddpm":
+        info["ddpm"] = config.to_dict()
+    write_defect_set(defects, out, info)
+    print(f"wrote {len(defects)} {args.generator} defects to {out} (model ready in {ready - start:.1f} s, "
+          f"{(done - ready) / len(defects):.2f} s per defect)")
     return 0
 
 
@@ -119,7 +179,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max of the smoothed map (default), max raw patch score, or PatchCore's Eq. 7 reweighting")
     p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of anomaly maps, in pixels")
     p.add_argument("--out", required=True, help="output folder for metrics.json and scores.csv")
+    g = p.add_argument_group("exdd (dual banks)")
+    g.add_argument("--generator", choices=("perlin", "ddpm", "ldm"), default="ddpm",
+                   help="synthetic defects for the positive bank (default ddpm, made once and cached)")
+    g.add_argument("--n-synthetic", type=int, default=100, help="synthetic defects in the positive bank (default 100)")
+    g.add_argument("--synthetic", default=None, help="use a set made by `exdd-lab synthesize` instead of --generator")
+    g.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
+    g.add_argument("--real-defects", type=int, default=0,
+                   help="add K real labelled defects (KSDD2's training positives; otherwise moved out of the test split)")
+    g.add_argument("--exdd-image-score", choices=("max", "exdd"), default="max",
+                   help="max of the ratio map (default) or ExDD's published bank-ratio score")
+    g.add_argument("--positive-patches", choices=("masked", "crop"), default="masked",
+                   help="masked defect patches (default) or every patch of a tight crop (ExDD's original)")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("synthesize", help="make a synthetic defect set (images, exact masks, samples.json)")
+    _add_data_args(p)
+    p.add_argument("--generator", choices=("perlin", "ddpm", "ldm"), required=True,
+                   help="perlin: classical blend; ddpm: DDPM trained on the normals (cached); ldm: text-guided inpainting")
+    p.add_argument("--model-dir", default=None,
+                   help="ldm only: a local diffusers inpainting pipeline folder ('tiny' = a tiny random one, code path only)")
+    p.add_argument("--n", type=int, default=100, help="number of defects (default 100, ExDD's best count)")
+    p.add_argument("--image-size", type=int, default=256, help="defects are made at this square size (default 256)")
+    p.add_argument("--ddpm-steps", type=int, default=1500, help="ddpm only: training steps (default 1500)")
+    p.add_argument("--out", required=True, help="new folder for the set")
+    p.set_defaults(func=cmd_synthesize)
     return parser
 
 

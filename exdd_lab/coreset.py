@@ -153,8 +153,13 @@ class StreamingCoreset:
 
     def finish(self) -> torch.Tensor:
         """Second stage: the chosen features ``(k, C)``, in stream order."""
+        return self.finish_with_index()[0]
+
+    def finish_with_index(self) -> tuple[torch.Tensor, np.ndarray]:
+        """Second stage: the chosen features ``(k, C)`` and their stream positions ``(k,)``, in stream order."""
         feats, index = self._finish()
-        return feats[torch.argsort(index)].contiguous()
+        order = torch.argsort(index)
+        return feats[order].contiguous(), index[order].numpy()
 
     def _finish(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self._pool:

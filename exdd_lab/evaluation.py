@@ -109,3 +109,37 @@ def write_outputs(out_dir: Path, metrics: dict, dataset: DefectDataset, predicti
             writer.writerow([s.image_path, s.label, s.defect_type, s.mask_path or "", f"{float(score):.6g}",
                              "" if f1_thr is None else int(score >= f1_thr),
                              "" if normal_thr is None else int(score >= normal_thr)])
+
+
+def compare_variants(dataset: DefectDataset, prediction: Prediction, variants: dict[str, np.ndarray],
+                     image_size: int, sigma: float = 4.0) -> "pd.DataFrame":
+    """One row of metrics per scoring variant: each entry of ``variants`` is a patch-score grid ``(N, h, w)``
+    for the test split, turned into maps and image scores (max of map) the same way and evaluated.
+    Used for ExDD's negative-only / positive-only / ratio / neighbourhood-aware ratio comparison."""
+    import pandas as pd
+
+    from exdd_lab.scoring import anomaly_maps, max_score
+
+    rows = {}
+    for name, grid in variants.items():
+        maps = anomaly_maps(grid, image_size, sigma)
+        metrics, _ = evaluate_prediction(dataset, Prediction(maps, max_score(maps), grid), image_size)
+        rows[name] = {k: metrics.get(k) for k in ("image_auroc", "pixel_auroc", "aupro", "image_ap", "f1_max")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def variant_auroc_by_type(dataset: DefectDataset, variants: dict[str, np.ndarray], image_size: int,
+                          sigma: float = 4.0) -> "pd.DataFrame":
+    """Image AUROC per defect type (rows) for each scoring variant (columns): each type's defects
+    against all normal test images, image score = max of the smoothed map."""
+    import pandas as pd
+
+    from exdd_lab.scoring import anomaly_maps, max_score
+
+    labels = np.array([s.label for s in dataset.test])
+    types = [s.defect_type for s in dataset.test]
+    columns = {}
+    for name, grid in variants.items():
+        table = per_type_table(labels, max_score(anomaly_maps(grid, image_size, sigma)), types)
+        columns[name] = table.set_index("defect_type")["image_auroc"]
+    return pd.DataFrame(columns)

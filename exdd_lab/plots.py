@@ -171,3 +171,115 @@ def show_procedural_catalogue(size: int = 128, seed: int = 0) -> plt.Figure:
             overlay_mask(axes[r, c], img, mask, defect)
     fig.tight_layout()
     return fig
+
+
+def show_masks(masks: Sequence[np.ndarray], titles: Sequence[str] | None = None, columns: int = 6) -> plt.Figure:
+    """Binary masks in a grid (white = defect). Taught in notebook 03."""
+    rows = int(np.ceil(len(masks) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 1.8 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, m in enumerate(masks):
+        ax = axes.ravel()[i]
+        ax.imshow(m, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(titles[i] if titles else f"{np.mean(m):.1%}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def show_image_rows(rows: dict[str, Sequence[tuple[np.ndarray, np.ndarray | None]]], size: float = 1.9) -> plt.Figure:
+    """One row per name (e.g. "real", "perlin", "ddpm"), images with their masks outlined. Taught in notebook 03."""
+    columns = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), columns, figsize=(size * columns, size * len(rows)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, (name, items) in enumerate(rows.items()):
+        for c, (image, mask) in enumerate(items):
+            overlay_mask(axes[r, c], image, mask)
+        axes[r, 0].set_title(name, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curve(losses: Sequence[float], window: int = 25, title: str = "DDPM training loss") -> plt.Figure:
+    """Per-step loss (faint) and its running mean over ``window`` steps. Taught in notebook 03."""
+    values = np.asarray(losses, float)
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.plot(values, alpha=0.3, lw=0.8, label="step")
+    if len(values) >= window:
+        ax.plot(np.arange(window - 1, len(values)), np.convolve(values, np.ones(window) / window, "valid"),
+                lw=1.8, label=f"mean of {window}")
+    ax.set(xlabel="training step", ylabel="noise-prediction MSE", title=title, yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def show_decomposition(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None],
+                       explanations: Sequence[dict], titles: Sequence[str] | None = None) -> plt.Figure:
+    """ExDD's three maps per image (columns: image, d_neg, d_pos, ratio), masks outlined; each map kind
+    on one colour scale down its column. Taught in notebook 04."""
+    kinds = [("d_neg", "distance to normal", "magma"), ("d_pos", "distance to defects", "viridis_r"),
+             ("ratio", "ratio d_neg / d_pos", "magma")]
+    fig, axes = plt.subplots(len(images), 4, figsize=(10, 2.6 * len(images)), squeeze=False)
+    ranges = {k: (min(float(e[k].min()) for e in explanations), max(float(e[k].max()) for e in explanations))
+              for k, _, _ in kinds}
+    for r, (image, mask, ex) in enumerate(zip(images, masks, explanations)):
+        overlay_mask(axes[r, 0], image, mask, titles[r] if titles else "")
+        for c, (k, label, cmap) in enumerate(kinds, 1):
+            im = axes[r, c].imshow(ex[k], cmap=cmap, vmin=ranges[k][0], vmax=ranges[k][1])
+            if mask is not None and mask.any():
+                axes[r, c].contour(mask, levels=[0.5], colors="cyan", linewidths=0.8)
+            axes[r, c].set_title(label if r == 0 else "", fontsize=9)
+            axes[r, c].axis("off")
+            if r == len(images) - 1:
+                fig.colorbar(im, ax=axes[:, c].tolist(), orientation="horizontal", fraction=0.04, pad=0.02)
+    return fig
+
+
+def plot_metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "pixel_auroc", "aupro", "f1_max"),
+                     title: str = "") -> plt.Figure:
+    """Grouped bars: one group per metric, one bar per row of ``table`` (e.g. scoring variants or methods)."""
+    long = table[list(metrics)].reset_index(names="variant").melt(id_vars="variant", var_name="metric", value_name="value")
+    fig, ax = plt.subplots(figsize=(7, 3))
+    sns.barplot(data=long, x="metric", y="value", hue="variant", ax=ax)
+    ax.set(ylim=(max(0.0, float(long["value"].min()) - 0.1), 1.0), title=title, xlabel="")
+    ax.legend(fontsize=8, ncol=len(table))
+    fig.tight_layout()
+    return fig
+
+
+def show_nearest_items(image: np.ndarray, pixel: tuple[int, int], nearest: dict[str, dict], image_size: int) -> plt.Figure:
+    """A test pixel (marked) and the source patches of its nearest normal and defect bank items
+    (``ExDD.nearest_items``), each shown with some context around the matched cell. Taught in notebook 04."""
+    from exdd_lab.data.imageio import load_image
+
+    fig, axes = plt.subplots(1, 3, figsize=(8, 2.8))
+    axes[0].imshow(image)
+    axes[0].plot(pixel[1], pixel[0], marker="+", color="cyan", markersize=14, mew=2)
+    axes[0].set_title("test pixel", fontsize=9)
+    for ax, kind in zip(axes[1:], ("normal", "defect")):
+        item = nearest[kind]
+        src = load_image(item["path"], image_size)
+        y0, y1, x0, x1 = item["box"]
+        pad = 3 * max(y1 - y0, x1 - x0)
+        ax.imshow(src[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad])
+        ax.add_patch(plt.Rectangle((x0 - max(0, x0 - pad) - 0.5, y0 - max(0, y0 - pad) - 0.5), x1 - x0, y1 - y0,
+                                   fill=False, color="cyan", lw=1.5))
+        ax.set_title(f"nearest {kind} patch (d = {item['distance']:.2f})", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_count_sweep(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "pixel_auroc")) -> plt.Figure:
+    """AUROC against the number of synthetic defects, one line per generator, mean and spread over seeds
+    (``synthetic_count_sweep`` output). Taught in notebook 07."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sns.lineplot(data=table, x="count", y=metric, hue="generator", style="real_defects", marker="o",
+                     errorbar="sd", ax=ax)
+        ax.set(xscale="symlog", xlabel="synthetic defects in the positive bank", title=metric.replace("_", " "))
+    fig.tight_layout()
+    return fig

@@ -35,3 +35,27 @@ def test_datasets_names_corrupt_files_and_exits_non_zero(tmp_path, make_png, cap
 def test_module_entry_point_has_help():
     out = subprocess.run([sys.executable, "-m", "exdd_lab", "--help"], capture_output=True, text=True, check=True)
     assert "datasets" in out.stdout and "run" in out.stdout
+
+
+def test_synthesize_writes_a_reloadable_set(tiny_mvtec, tmp_path, capsys):
+    from exdd_lab.synthesis import load_defect_set
+
+    out = tmp_path / "set"
+    code = main(["synthesize", "--data", str(tiny_mvtec), "--layout", "mvtec", "--generator", "perlin",
+                 "--n", "3", "--image-size", "64", "--seed", "1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    ds = load_defect_set(out)
+    assert len(ds.test) == 3 and ds.split_info["generator"] == "perlin" and ds.split_info["n"] == 3
+    assert 0 < ds.split_info["masks"]["area_median"] < 1
+    assert main(["synthesize", "--data", str(tiny_mvtec), "--layout", "mvtec", "--generator", "perlin",
+                 "--out", str(out)]) == 2  # never overwrites a set
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_synthesize_ldm_without_weights_says_what_to_download(tiny_mvtec, tmp_path, capsys):
+    code = main(["synthesize", "--data", str(tiny_mvtec), "--layout", "mvtec", "--generator", "ldm",
+                 "--model-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "set")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "huggingface-cli download" in err
+    assert not (tmp_path / "set").exists()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from exdd_lab.errors import DatasetError
+
 GOOD = "good"
 
 
@@ -122,6 +124,43 @@ class DefectDataset:
                 test.extend(pick(groups[kind], share))
         info = dict(self.split_info, subset={"n_train": n_train, "n_test": n_test, "seed": seed})
         return DefectDataset(self.name, self.root, self.layout, train, test, dict(self.extra), info)
+
+    def with_training_defects(self, k: int, seed: int = 0) -> tuple[DefectDataset, list[Sample]]:
+        """``k`` real labelled defects for training, never evaluated on: a copy of the dataset and the defects.
+
+        Taken from ``extra["train_defects"]`` when the layout has it (KSDD2); otherwise ``k`` masked test
+        defects (stratified by type, seeded) are **moved out of the test split** into
+        ``extra["train_defects"]``, so no image is both in a bank and in the evaluation.
+        """
+        import numpy as np
+
+        if k <= 0:
+            return self, []
+        rng = np.random.default_rng(seed)
+        own = [s for s in self.extra.get("train_defects", []) if s.mask_path is not None]
+        if own:
+            chosen = [own[i] for i in sorted(rng.choice(len(own), min(k, len(own)), replace=False))]
+            return self, chosen
+        pool = [i for i, s in enumerate(self.test) if s.is_defect and s.mask_path is not None]
+        if len(pool) <= k:
+            raise DatasetError(f"{self.name} has {len(pool)} masked test defects; cannot move {k} to training",
+                               "ask for fewer real defects")
+        by_type: dict[str, list[int]] = {}
+        for i in pool:
+            by_type.setdefault(self.test[i].defect_type, []).append(i)
+        picked: list[int] = []
+        types = sorted(by_type)
+        order = {t: list(rng.permutation(by_type[t])) for t in types}
+        while len(picked) < k:  # round-robin over types, so every type contributes
+            for t in types:
+                if order[t] and len(picked) < k:
+                    picked.append(int(order[t].pop()))
+        moved = set(picked)
+        chosen = [self.test[i] for i in sorted(moved)]
+        test = [s for i, s in enumerate(self.test) if i not in moved]
+        info = dict(self.split_info, train_defects={"k": k, "seed": seed, "moved_from_test": True})
+        return DefectDataset(self.name, self.root, self.layout, list(self.train), test,
+                             dict(self.extra, train_defects=chosen), info), chosen
 
     def save_split(self, path: str | Path) -> None:
         """Write the split (every sample of every list) as JSON, so a run can be reproduced exactly."""

@@ -53,6 +53,8 @@ class PatchCore:
             raise ValueError(f"image_score must be one of {IMAGE_SCORES}, not {self.settings.image_score!r}")
         self.extractor = extractor or PatchFeatureExtractor(features or FeatureConfig())
         self.bank: MemoryBank | None = None
+        self.bank_positions: np.ndarray | None = None  # (M,) position of each bank item: image * h * w + patch
+        self.train_paths: list = []
 
     def feature_metadata(self) -> dict:
         cfg = self.extractor.config
@@ -78,7 +80,9 @@ class PatchCore:
                                   st.coreset_projection, st.seed)
         for group in tqdm(self._groups(train, st.chunk_images), desc="fit", unit="group", disable=not progress):
             stream.add(self.extractor.extract(group, st.batch_size))
-        self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(stream.finish())
+        items, self.bank_positions = stream.finish_with_index()
+        self.train_paths = [s.image_path for s in train]
+        self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(items)
         self.bank.metadata["coreset"] = {"ratio": st.coreset_ratio, "seed": st.seed, "projection_dim": st.coreset_projection,
                                          "method": "streaming two-stage greedy", "chunk_images": st.chunk_images}
         return self
@@ -88,11 +92,14 @@ class PatchCore:
         st = self.settings
         feats = self.extractor.extract([s.image_path for s in train], st.batch_size, progress=progress)
         self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(feats)
+        self.train_paths = [s.image_path for s in train]
+        self.bank_positions = np.arange(len(self.bank))
         if st.coreset_ratio < 1:
-            keep = greedy_coreset(self.bank.items, coreset_size(len(self.bank), st.coreset_ratio),
-                                  st.coreset_projection, st.seed, method="exact")
+            keep = np.sort(greedy_coreset(self.bank.items, coreset_size(len(self.bank), st.coreset_ratio),
+                                          st.coreset_projection, st.seed, method="exact"))
             self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(
-                self.bank.items[torch.from_numpy(np.sort(keep))].contiguous())
+                self.bank.items[torch.from_numpy(keep)].contiguous())
+            self.bank_positions = keep
         self.bank.metadata["coreset"] = {"ratio": st.coreset_ratio, "seed": st.seed,
                                          "projection_dim": st.coreset_projection, "method": "exact greedy"}
         return self

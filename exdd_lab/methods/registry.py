@@ -15,7 +15,19 @@ def build_patchcore(features: FeatureConfig, options: dict) -> Detector:
         coreset_method=options.get("coreset_method", "two-stage")))
 
 
-METHODS: dict[str, Callable[[FeatureConfig, dict], Detector]] = {"patchcore": build_patchcore}
+def build_exdd(features: FeatureConfig, options: dict) -> Detector:
+    from exdd_lab.methods.exdd import ExDD, ExddSettings
+
+    settings = ExddSettings(seed=options.get("seed", 0), sigma=options.get("sigma", 4.0),
+                            negative_ratio=options.get("coreset", 0.01),
+                            image_score=options.get("exdd_image_score", "max"),
+                            positive_patches=options.get("positive_patches", "masked"))
+    detector = ExDD(features, settings, defects=options.get("defects", ()))
+    detector.synthesis_info = options.get("synthesis_info", {})
+    return detector
+
+
+METHODS: dict[str, Callable[[FeatureConfig, dict], Detector]] = {"patchcore": build_patchcore, "exdd": build_exdd}
 
 
 def build_method(name: str, features: FeatureConfig, options: dict) -> Detector:

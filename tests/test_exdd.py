@@ -1,0 +1,126 @@
+"""ExDD end to end on a tiny procedural dataset: banks, maps, variants, explanations, save/load, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from exdd_lab.cli import main
+from exdd_lab.data import load_dataset
+from exdd_lab.errors import ExddError
+from exdd_lab.features import FeatureConfig
+from exdd_lab.memory import BankError
+from exdd_lab.methods import PatchCore, PatchCoreSettings
+from exdd_lab.methods.exdd import ExDD, ExddSettings
+from exdd_lab.synthesis import PerlinBlendGenerator, load_defect_set, synthesize, write_defect_set
+
+FEATURES = FeatureConfig(image_size=64)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_mvtec):
+    return load_dataset(tiny_mvtec, "mvtec")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tiny, tmp_path_factory):
+    gen = PerlinBlendGenerator([s.image_path for s in tiny.train])
+    defects = synthesize(tiny.train, gen, n=6, seed=0, image_size=64)
+    return load_defect_set(write_defect_set(defects, tmp_path_factory.mktemp("syn") / "set")).test
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny, synthetic):
+    return ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=0.5), defects=synthetic).fit(tiny.train)
+
+
+def test_fit_builds_both_banks_and_predicts_finite_maps(fitted, tiny):
+    assert len(fitted.negative) == round(8 * 64 * 0.25) and len(fitted.positive) > 0
+    assert fitted.positive_sources.shape == (len(fitted.positive), 7)
+    pred = fitted.predict(tiny.test)
+    assert pred.maps.shape == (10, 64, 64) and pred.scores.shape == (10,)
+    assert np.isfinite(pred.maps).all() and np.isfinite(pred.scores).all()
+    for key in ("d_neg", "d_pos", "w_neg", "w_pos", "nn_neg", "nn_pos"):
+        assert pred.extra[key].shape == (10, 8, 8)
+    assert ((pred.extra["w_neg"] > 0) & (pred.extra["w_neg"] <= 1)).all()
+
+
+def test_negative_only_scores_are_patchcore_on_the_same_bank(fitted, tiny):
+    pc = PatchCore(FEATURES, PatchCoreSettings(coreset_ratio=0.25, seed=0)).fit(tiny.train)
+    assert np.allclose(fitted.predict(tiny.test).extra["negative_only_scores"], pc.predict(tiny.test).scores)
+
+
+def test_exdd_image_score_option(tiny, synthetic):
+    det = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, image_score="exdd"), defects=synthetic).fit(tiny.train)
+    pred = det.predict(tiny.test)
+    assert np.isfinite(pred.scores).all() and (pred.scores >= 0).all()
+    assert "max_map_score" in pred.extra
+
+
+def test_crop_variant_keeps_whole_crops(tiny, synthetic):
+    det = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=1.0, positive_patches="crop"),
+               defects=synthetic).fit(tiny.train)
+    assert len(det.positive) == len(synthetic) * 64  # every patch of each crop
+    assert np.isfinite(det.predict(tiny.test[:2]).scores).all()
+
+
+def test_empty_and_tiny_positive_banks(tiny, synthetic):
+    with pytest.raises(BankError, match="positive bank is empty"):
+        ExDD(FEATURES, ExddSettings(min_mask_fraction=1.01), defects=synthetic).fit(tiny.train)
+    with pytest.raises(ExddError, match="needs defect images"):
+        ExDD(FEATURES).fit(tiny.train)
+    one = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=0.01, min_mask_fraction=0.01),
+               defects=synthetic[:1]).fit(tiny.train)
+    assert len(one.positive) == 1
+    pred = one.predict(tiny.test)
+    assert np.isfinite(pred.scores).all() and (pred.extra["w_pos"] == 1).all()
+
+
+def test_explanation_maps_and_nearest_items(fitted, tiny):
+    defect = next(s for s in tiny.test if s.is_defect)
+    ex = fitted.explain(defect)
+    assert {"d_neg", "d_pos", "ratio"} <= ex.keys() and ex["ratio"].shape == (64, 64)
+    near = fitted.nearest_items(ex, 32, 32)
+    assert near["normal"]["path"] in fitted.train_paths
+    assert near["defect"]["path"] in [str(s.image_path) for s in fitted.defects]
+    y0, y1, x0, x1 = near["defect"]["box"]
+    assert 0 <= y0 < y1 <= 64 and 0 <= x0 < x1 <= 64
+    assert near["normal"]["distance"] == pytest.approx(float(ex["grids"]["d_neg"][4, 4]))
+
+
+def test_save_load_round_trip_and_mismatched_backbone(fitted, tiny, tmp_path):
+    fitted.save(tmp_path / "det")
+    again = ExDD.load(tmp_path / "det")
+    assert np.allclose(again.predict(tiny.test).scores, fitted.predict(tiny.test).scores)
+    with pytest.raises(ExddError, match="already exists"):
+        fitted.save(tmp_path / "det")
+    meta = json.loads((tmp_path / "det" / "positive.json").read_text())
+    meta["metadata"]["backbone"] = "resnet18"
+    (tmp_path / "det" / "positive.json").write_text(json.dumps(meta))
+    with pytest.raises(BankError, match="resnet18"):
+        ExDD.load(tmp_path / "det")
+    with pytest.raises(ExddError, match="no saved ExDD"):
+        ExDD.load(tmp_path)
+
+
+def test_training_defects_never_stay_in_the_test_split(tiny):
+    ds, real = tiny.with_training_defects(3, seed=1)
+    assert len(real) == 3 and len(ds.test) == len(tiny.test) - 3
+    assert not {s.image_path for s in real} & {s.image_path for s in ds.test}
+    assert len({s.defect_type for s in real}) == min(3, len(tiny.defect_types))  # round-robin over types
+    assert ds.extra["train_defects"] == real
+    same, again = ds.with_training_defects(2, seed=1)  # now taken from train_defects, test untouched
+    assert same is ds and set(s.image_path for s in again) <= set(s.image_path for s in real)
+
+
+def test_evaluate_command_runs_exdd(tiny_mvtec, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["evaluate", "--data", str(tiny_mvtec), "--layout", "mvtec", "--method", "exdd", "--generator", "perlin",
+                 "--n-synthetic", "4", "--image-size", "64", "--coreset", "0.25", "--real-defects", "1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "exdd" and 0 <= metrics["image_auroc"] <= 1
+    assert metrics["synthesis.n_synthetic"] == 4 and metrics["synthesis.n_real_defects"] == 1
+    assert metrics["n_test"] == 9  # the real defect moved to the bank is not evaluated
+    assert "moved 1 real defect" in capsys.readouterr().out
