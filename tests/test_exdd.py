@@ -124,3 +124,30 @@ def test_evaluate_command_runs_exdd(tiny_mvtec, tmp_path, capsys):
     assert metrics["synthesis.n_synthetic"] == 4 and metrics["synthesis.n_real_defects"] == 1
     assert metrics["n_test"] == 9  # the real defect moved to the bank is not evaluated
     assert "moved 1 real defect" in capsys.readouterr().out
+
+
+def test_saved_detector_scores_a_folder_of_new_images(fitted, tiny, tmp_path, make_png, capsys):
+    from exdd_lab.data import load_image
+
+    fitted.save(tmp_path / "model")
+    folder = tmp_path / "new"
+    for s in tiny.test[:3]:
+        make_png(folder / f"{s.image_path.stem}-{s.defect_type}.png", load_image(s.image_path))
+    assert main(["score", "--model", str(tmp_path / "model"), "--images", str(folder), "--threshold", "1.0",
+                 "--out", str(tmp_path / "out")]) == 0
+    rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    assert rows[0] == "image_path,score,peak_y,peak_x,defect" and len(rows) == 4
+    expected = fitted.predict(tiny.test[:3]).scores
+    got = sorted(float(r.split(",")[1]) for r in rows[1:])
+    assert np.allclose(got, sorted(expected), rtol=1e-5)
+    assert main(["score", "--model", str(tmp_path / "model"), "--images", str(tmp_path / "none"), "--out", str(tmp_path / "o2")]) == 2
+    assert "image folder not found" in capsys.readouterr().err
+
+
+def test_banks_from_another_feature_setup_are_refused(fitted, tmp_path):
+    from exdd_lab.features import PatchFeatureExtractor
+
+    fitted.save(tmp_path / "m")
+    other = PatchFeatureExtractor(FeatureConfig(image_size=64, projection_dim=32))
+    with pytest.raises(BankError, match="projection_dim"):
+        ExDD.load(tmp_path / "m", extractor=other)

@@ -106,3 +106,21 @@ def test_defect_likeness_table_on_a_tiny_dataset(tiny_mvtec):
     assert table.loc["normal (held out)", "closer_to_defect"] < 0.5
     with pytest.raises(Exception, match="at least two real defect"):
         defect_likeness(extractor, {"perlin": blends}, [], ds.train)
+
+
+def test_cached_sets_are_reused_and_extended(tiny_mvtec, monkeypatch):
+    from exdd_lab.synthesis import cached_defect_set
+    from exdd_lab.synthesis import defect_set
+
+    ds = load_dataset(tiny_mvtec, "mvtec")
+    small = cached_defect_set(ds.train, "perlin", 3, seed=5, image_size=64)
+    made = []
+    real_synthesize = defect_set.synthesize
+    monkeypatch.setattr(defect_set, "synthesize", lambda *a, **k: made.append(k.get("start", 0)) or real_synthesize(*a, **k))
+    again = cached_defect_set(ds.train, "perlin", 2, seed=5, image_size=64)  # a prefix of the cached set
+    assert made == [] and [s.image_path for s in again.test] == [s.image_path for s in small.test[:2]]
+    bigger = cached_defect_set(ds.train, "perlin", 5, seed=5, image_size=64)
+    assert made == [3]  # only defects 3 and 4 were made
+    fresh = synthesize(ds.train, PerlinBlendGenerator([s.image_path for s in ds.train]), 5, seed=5, image_size=64)
+    for s, d in zip(bigger.test, fresh):  # and the extended set equals one made in a single go
+        assert np.array_equal(load_image(s.image_path), d.image)

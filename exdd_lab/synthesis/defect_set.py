@@ -38,12 +38,13 @@ def synthesize(
     mask_settings: MaskSettings | None = None,
     masks: Sequence[np.ndarray] | None = None,
     progress: bool = False,
+    start: int = 0,
 ) -> list[SyntheticDefect]:
     """``n`` defects on normal ``sources`` (cycled in a seeded order), each with its own seed.
 
     Defect ``i`` uses ``numpy.random.default_rng([seed, i])``, so a set is reproducible and a longer set
     starts with the shorter one. ``masks`` (e.g. real defect masks, resized) replace the Perlin masks,
-    used in turn.
+    used in turn. ``start`` skips the first defects (they are the same whatever ``n``): extending a set.
     """
     from tqdm.auto import tqdm
 
@@ -54,7 +55,7 @@ def synthesize(
         raise DatasetError("no normal images to put synthetic defects on", "pass the training split's normal images")
     order = np.random.default_rng(seed).permutation(len(paths))
     defects = []
-    for i in tqdm(range(n), desc=f"{generator.name} defects", disable=not progress):
+    for i in tqdm(range(start, n), desc=f"{generator.name} defects", disable=not progress):
         path = paths[order[i % len(paths)]]
         rng = np.random.default_rng([seed, i])
         image = load_image(path, size=image_size)
@@ -139,13 +140,23 @@ def cached_defect_set(
     for folder in existing:
         if int(folder.name[1:]) >= n:
             return _first(load_defect_set(folder), n)
+    done = _read_defects(existing[-1]) if existing else []  # a smaller set: only the missing defects are made
     gen = build_generator(generator, normals, model_dir, ddpm_config=ddpm_config, progress=progress)
-    defects = synthesize(normals, gen, n, seed=seed, image_size=image_size, progress=progress)
+    defects = done + synthesize(normals, gen, n, seed=seed, image_size=image_size, progress=progress, start=len(done))
     info = {"generator": generator, "seed": seed, "n": n, "image_size": image_size}
     folder = root / f"n{n}"
     if not folder.exists():
         write_defect_set(defects, folder, info)
     return load_defect_set(folder)
+
+
+def _read_defects(folder: Path) -> list[SyntheticDefect]:
+    """The defects of a set folder back in memory (images, masks, provenance)."""
+    from exdd_lab.data.imageio import load_mask
+
+    blob = json.loads((folder / INDEX).read_text())
+    return [SyntheticDefect(load_image(folder / r["image"]), load_mask(folder / r["mask"]), r["generator"], r["params"],
+                            r["source"], r["seed"]) for r in blob["samples"]]
 
 
 def _first(ds: DefectDataset, n: int) -> DefectDataset:
