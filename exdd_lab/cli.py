@@ -121,6 +121,7 @@ def _exdd_defects(args: argparse.Namespace, ds, options: dict):
     if real and ds.split_info.get("train_defects", {}).get("moved_from_test"):
         print(f"moved {len(real)} real defect images from the test split into the positive bank; they are not evaluated")
     options.update(defects=list(synthetic) + list(real), exdd_image_score=args.exdd_image_score,
+                   min_mask_fraction=args.min_mask_fraction,
                    positive_patches=args.positive_patches,
                    synthesis_info={"source": made, "n_synthetic": len(synthetic), "n_real_defects": len(real),
                                    "seconds": round(time.perf_counter() - start, 2)})
@@ -206,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add K real labelled defects (KSDD2's training positives; otherwise moved out of the test split)")
     g.add_argument("--exdd-image-score", choices=("max", "exdd"), default="max",
                    help="max of the ratio map (default) or ExDD's published bank-ratio score")
+    g.add_argument("--min-mask-fraction", type=float, default=0.9,
+                   help="a defect patch enters the positive bank when this share of its cell is masked (default 0.9)")
     g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (exdd)")
     g.add_argument("--positive-patches", choices=("masked", "crop"), default="masked",
                    help="masked defect patches (default) or every patch of a tight crop (ExDD's original)")

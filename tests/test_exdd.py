@@ -32,7 +32,8 @@ def synthetic(tiny, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fitted(tiny, synthetic):
-    return ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=0.5), defects=synthetic).fit(tiny.train)
+    return ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=0.5, min_mask_fraction=0.3),
+                defects=synthetic).fit(tiny.train)
 
 
 def test_fit_builds_both_banks_and_predicts_finite_maps(fitted, tiny):
@@ -46,13 +47,18 @@ def test_fit_builds_both_banks_and_predicts_finite_maps(fitted, tiny):
     assert ((pred.extra["w_neg"] > 0) & (pred.extra["w_neg"] <= 1)).all()
 
 
-def test_negative_only_scores_are_patchcore_on_the_same_bank(fitted, tiny):
+def test_negative_variant_is_patchcore_on_the_same_bank(fitted, tiny):
+    from exdd_lab.methods.exdd import variant_grid
+    from exdd_lab.scoring import anomaly_maps, max_score
+
     pc = PatchCore(FEATURES, PatchCoreSettings(coreset_ratio=0.25, seed=0)).fit(tiny.train)
-    assert np.allclose(fitted.predict(tiny.test).extra["negative_only_scores"], pc.predict(tiny.test).scores)
+    negative = max_score(anomaly_maps(variant_grid(fitted.predict(tiny.test).extra, "negative"), 64))
+    assert np.allclose(negative, pc.predict(tiny.test).scores)
 
 
 def test_exdd_image_score_option(tiny, synthetic):
-    det = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, image_score="exdd"), defects=synthetic).fit(tiny.train)
+    det = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, image_score="exdd", min_mask_fraction=0.3),
+               defects=synthetic).fit(tiny.train)
     pred = det.predict(tiny.test)
     assert np.isfinite(pred.scores).all() and (pred.scores >= 0).all()
     assert "max_map_score" in pred.extra
@@ -117,7 +123,8 @@ def test_training_defects_never_stay_in_the_test_split(tiny):
 def test_evaluate_command_runs_exdd(tiny_mvtec, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["evaluate", "--data", str(tiny_mvtec), "--layout", "mvtec", "--method", "exdd", "--generator", "perlin",
-                 "--n-synthetic", "4", "--image-size", "64", "--coreset", "0.25", "--real-defects", "1", "--out", str(out)])
+                 "--n-synthetic", "4", "--image-size", "64", "--coreset", "0.25", "--real-defects", "1",
+                 "--min-mask-fraction", "0.3", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "exdd" and 0 <= metrics["image_auroc"] <= 1

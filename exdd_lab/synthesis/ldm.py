@@ -122,7 +122,7 @@ def tiny_pipeline_folder() -> Path:
     """Where the kit keeps its tiny random inpainting pipeline (in the cache; built on first use)."""
     from exdd_lab.storage import cache_root
 
-    return build_tiny_inpainting_pipeline(cache_root() / "tiny-inpainting")
+    return build_tiny_inpainting_pipeline(cache_root() / "tiny-inpainting-v2")
 
 
 def build_tiny_inpainting_pipeline(folder: str | Path, seed: int = 0) -> Path:
@@ -144,9 +144,9 @@ def build_tiny_inpainting_pipeline(folder: str | Path, seed: int = 0) -> Path:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32), norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=32,
+    vae = AutoencoderKL(  # four blocks: latents are 1/8 of the image size, as in Stable Diffusion
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 16, 32), norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=64,
     )
     tokenizer = _tiny_tokenizer(DEFAULT_PROMPTS)
     text_encoder = CLIPTextModel(CLIPTextConfig(
