@@ -5,8 +5,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.exdd-installed
 MTD    := ../shared/data/mtd
 PYTEST_ARGS ?=
+# The main job runs every notebook in its small mode (minutes); RUN_ARGS= (empty) runs the full mode,
+# which trains the DDPM and sweeps synthetic-defect counts (an hour or more on two cores with MTD).
+RUN_ARGS ?= --fast
 
-.PHONY: setup run test test-fast references bench bench-anomalib clean-cache
+.PHONY: setup run test test-fast references bench bench-anomalib bench-synthesis bench-dual-banks clean-cache
 
 setup: $(STAMP)
 
@@ -40,6 +43,13 @@ bench: setup
 
 bench-anomalib: setup
 	$(PY) benchmarks/anomalib_compare.py $(BENCH_ARGS)
+
+## DDPM training/generation speed and defect-likeness (about 15 min on MTD); ExDD vs PatchCore and the count sweep.
+bench-synthesis: setup
+	$(PY) benchmarks/synthesis.py $(BENCH_ARGS)
+
+bench-dual-banks: setup
+	$(PY) benchmarks/dual_banks.py $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf $${EXDD_LAB_CACHE:-$$HOME/.cache/exdd_lab}
