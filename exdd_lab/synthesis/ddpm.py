@@ -18,7 +18,6 @@ Taught in ``notebooks/03_diffusion_defect_synthesis.ipynb``.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
