@@ -3,8 +3,10 @@
 For each seed the negative bank is fitted once; for each generator the largest synthetic set is made
 once (cached), and the positive bank is rebuilt from its first ``n`` defects for every count (a set of
 ``n`` is exactly the first ``n`` of a larger one). Count 0 is the negative-only score of the same
-negative bank. Optionally ``real_defects`` labelled defects are added to every positive bank (moved out
-of the test split when the layout has no training defects). Taught in ``notebooks/07_synthetic_count_sweep.ipynb``.
+negative bank. A count whose defects cover no patch cell enough for the positive bank gives a row of
+NaN (``positive_patches = 0``) instead of stopping the sweep. Optionally ``real_defects`` labelled
+defects are added to every positive bank (moved out of the test split when the layout has no training
+defects). Taught in ``notebooks/07_synthetic_count_sweep.ipynb``.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from tqdm.auto import tqdm
 from exdd_lab.data.records import DefectDataset
 from exdd_lab.evaluation import evaluate_prediction
 from exdd_lab.features import PatchFeatureExtractor
+from exdd_lab.memory import BankError
 from exdd_lab.methods.base import Prediction
 from exdd_lab.methods.exdd import ExDD, ExddSettings
 from exdd_lab.scoring import anomaly_maps, max_score
@@ -47,18 +50,23 @@ def synthetic_count_sweep(
         sets = {g: cached_defect_set(ds.train, g, max(max(counts), 1), seed=seed, image_size=size, model_dir=model_dir,
                                      ddpm_config=ddpm_config, progress=progress).test for g in generators}
         base = dict(vars(settings or ExddSettings()), seed=seed)
-        detector = ExDD(settings=ExddSettings(**base), defects=sets[generators[0]][:1] + real, extractor=extractor)
-        detector.fit(ds.train)
+        detector = ExDD(settings=ExddSettings(**base), extractor=extractor).fit_negative(ds.train)
+        negative_only = None
         for g in generators:
             for n in tqdm(counts, desc=f"seed {seed}, {g}", disable=not progress):
-                if n == 0 and not real:
-                    pred = detector.predict(ds.test)
-                    maps = anomaly_maps(pred.extra["d_neg"], size, detector.settings.sigma)
-                    pred = Prediction(maps, max_score(maps), pred.extra["d_neg"])
-                else:
+                row = {"generator": g, "seed": seed, "count": n, "real_defects": len(real)}
+                if n == 0 and not real:  # the negative bank alone, scored once per seed
+                    if negative_only is None:
+                        grid = detector.predict_negative(ds.test)
+                        maps = anomaly_maps(grid, size, detector.settings.sigma)
+                        negative_only, _ = evaluate_prediction(ds, Prediction(maps, max_score(maps), grid), size)
+                    rows.append({**row, "positive_patches": 0, **{k: negative_only.get(k) for k in KEYS}})
+                    continue
+                try:
                     detector.refit_positive(sets[g][:n] + real)
-                    pred = detector.predict(ds.test)
-                metrics, _ = evaluate_prediction(ds, pred, size)
-                rows.append({"generator": g, "seed": seed, "count": n, "real_defects": len(real),
-                             **{k: metrics.get(k) for k in KEYS}})
+                except BankError:  # none of these defects fully covers a patch cell: nothing to score with
+                    rows.append({**row, "positive_patches": 0, **{k: float("nan") for k in KEYS}})
+                    continue
+                metrics, _ = evaluate_prediction(ds, detector.predict(ds.test), size)
+                rows.append({**row, "positive_patches": len(detector.positive), **{k: metrics.get(k) for k in KEYS}})
     return pd.DataFrame(rows)

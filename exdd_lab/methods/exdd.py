@@ -144,10 +144,14 @@ class ExDD:
 
     def fit(self, train: Sequence[Sample], progress: bool = False) -> ExDD:
         """Negative bank from ``train`` (normal images), positive bank from ``self.defects``."""
-        st = self.settings
         if not self.defects:
             raise ExddError("ExDD needs defect images for its positive bank",
                             "pass defects= a synthetic set (exdd_lab.synthesis) and/or real labelled training defects")
+        return self.fit_negative(train, progress).refit_positive(self.defects, progress)
+
+    def fit_negative(self, train: Sequence[Sample], progress: bool = False) -> ExDD:
+        """Only the negative bank (PatchCore's coreset of ``train``), with each item's source patch."""
+        st = self.settings
         patchcore = PatchCore(extractor=self.extractor, settings=PatchCoreSettings(
             coreset_ratio=st.negative_ratio, coreset_projection=st.coreset_projection, seed=st.seed,
             batch_size=st.batch_size, chunk_images=st.chunk_images)).fit(train, progress)
@@ -159,7 +163,7 @@ class ExDD:
                                          + [np.full_like(pos, v) for v in (0, size, 0, size)], 1)
         self.train_paths = [str(p) for p in patchcore.train_paths]
         self._support = {}
-        return self.refit_positive(self.defects, progress)
+        return self
 
     def refit_positive(self, defects: Sequence[Sample], progress: bool = False) -> ExDD:
         """Rebuild only the positive bank from ``defects`` (the negative bank is kept): for count sweeps."""
@@ -214,6 +218,20 @@ class ExDD:
             scores = exdd_image_score(extra["d_neg"].reshape(len(ratio), -1), extra["d_pos"].reshape(len(ratio), -1),
                                       extra["w_neg"].reshape(len(ratio), -1), extra["w_pos"].reshape(len(ratio), -1), st.eps)
         return Prediction(maps if keep_maps else np.zeros((0, size, size), np.float32), scores, ratio, extra)
+
+    def predict_negative(self, samples: Sequence[Sample]) -> np.ndarray:
+        """``d_neg`` grids ``(N, h, w)`` from the negative bank alone (PatchCore's patch scores); needs only
+        :meth:`fit_negative`."""
+        if self.negative is None:
+            raise RuntimeError("call fit() or fit_negative() before predict_negative()")
+        st, g = self.settings, self.extractor.grid_size
+        paths = [s.image_path for s in samples]
+        out = np.empty((len(paths), g, g), np.float32)
+        for start in range(0, len(paths), st.chunk_images):
+            feats = self.extractor.extract(paths[start : start + st.chunk_images], st.batch_size)
+            d, _ = self.negative.search(feats.reshape(-1, feats.shape[-1]), k=1)
+            out[start : start + len(feats)] = d[:, 0].reshape(len(feats), g, g)
+        return out
 
     def explain(self, sample: Sample) -> dict[str, np.ndarray]:
         """The three maps ``d_neg``, ``d_pos``, ``ratio`` (smoothed, image size) of one image, plus the grids."""
