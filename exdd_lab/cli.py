@@ -2,7 +2,7 @@
 
     exdd-lab datasets --data DIR --layout mvtec|ksdd2|mtd|folder [--category NAME]
     exdd-lab run [--data DIR --layout ...] [--fast]
-    exdd-lab evaluate --data DIR --layout ... --method patchcore|exdd [--coreset R] --out OUT
+    exdd-lab evaluate --data DIR --layout ... --method patchcore|exdd|student-teacher [--generator G] [--epochs N] --out OUT
     exdd-lab score --model DIR --images DIR --out OUT
     exdd-lab synthesize --data DIR --layout ... --generator perlin|ddpm|ldm [--model-dir DIR] [--n 100] --out OUT
 """
@@ -89,15 +89,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                "coreset_method": args.coreset_method}
     if args.method == "exdd":
         ds, options = _exdd_defects(args, ds, options)
+    elif args.method == "student-teacher":
+        options.update(epochs=args.epochs, generator=args.generator, n_synthetic=args.n_synthetic,
+                       model_dir=args.model_dir, map_source=args.map_source)
+        if args.synthetic:
+            from exdd_lab.synthesis import load_defect_set
+
+            options["defect_set"] = load_defect_set(args.synthetic)
     method = build_method(args.method, features, options)
     print(f"{args.method} on {ds!r}\nweights: {method.describe().get('weights_source')}")
     result = run_evaluation(method, ds, args.out, seed=args.seed, progress=True)
     if args.save_model:
         if not hasattr(method, "save"):
-            raise ExddError(f"method {args.method} cannot be saved", "use --method exdd to save a fitted detector")
+            raise ExddError(f"method {args.method} cannot be saved", "use --method exdd or student-teacher to save a fitted detector")
         method.save(args.save_model)
         print(f"saved the fitted detector to {args.save_model} (score new images with `exdd-lab score`)")
     keys = ("image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "f1_max", "fit_s", "predict_s", "peak_rss_mb")
+    keys += tuple(k for k in result if k.startswith(("head_", "discrepancy_")))
     print("  ".join(f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in keys))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'scores.csv'}")
     return 0
@@ -111,10 +119,10 @@ def _exdd_defects(args: argparse.Namespace, ds, options: dict):
 
     start = time.perf_counter()
     if args.synthetic:
-        synthetic = load_defect_set(args.synthetic).test[: args.n_synthetic]
+        synthetic = load_defect_set(args.synthetic).test[: args.n_synthetic or 100]
         made = f"set {args.synthetic}"
     else:
-        synthetic = cached_defect_set(ds.train, args.generator, args.n_synthetic, seed=args.seed,
+        synthetic = cached_defect_set(ds.train, args.generator, args.n_synthetic or 100, seed=args.seed,
                                       image_size=args.image_size, model_dir=args.model_dir, progress=True).test
         made = f"{args.generator} generator (cached)"
     ds, real = ds.with_training_defects(args.real_defects, seed=args.seed)
@@ -130,9 +138,9 @@ def _exdd_defects(args: argparse.Namespace, ds, options: dict):
 
 def cmd_score(args: argparse.Namespace) -> int:
     from exdd_lab.evaluation import score_folder
-    from exdd_lab.methods.exdd import ExDD
+    from exdd_lab.methods.registry import load_detector
 
-    model = ExDD.load(args.model)
+    model = load_detector(args.model)
     table = score_folder(model, args.images, Path(args.out) / "scores.csv", args.threshold)
     print(table.sort_values("score", ascending=False).head(10).to_string(index=False))
     print(f"wrote {Path(args.out) / 'scores.csv'} ({len(table)} images)")
@@ -197,11 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max of the smoothed map (default), max raw patch score, or PatchCore's Eq. 7 reweighting")
     p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of anomaly maps, in pixels")
     p.add_argument("--out", required=True, help="output folder for metrics.json and scores.csv")
-    g = p.add_argument_group("exdd (dual banks)")
+    g = p.add_argument_group("synthetic defects (exdd, student-teacher)")
     g.add_argument("--generator", choices=("perlin", "ddpm", "ldm"), default="ddpm",
-                   help="synthetic defects for the positive bank (default ddpm, made once and cached)")
-    g.add_argument("--n-synthetic", type=int, default=100, help="synthetic defects in the positive bank (default 100)")
+                   help="synthetic defects for the positive bank or the student-teacher's training (default ddpm, made once and cached)")
+    g.add_argument("--n-synthetic", type=int, default=None,
+                   help="number of synthetic defects (default: 100 for exdd, ExDD's best count; 200 for student-teacher)")
     g.add_argument("--synthetic", default=None, help="use a set made by `exdd-lab synthesize` instead of --generator")
+    g = p.add_argument_group("student-teacher")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default 6: about 5 minutes on 2 CPU cores for MTD at 256 px)")
+    g.add_argument("--map-source", choices=("head", "discrepancy"), default="head",
+                   help="the map that gives scores.csv and the headline metrics (both are reported in metrics.json)")
+    g = p.add_argument_group("exdd (dual banks)")
     g.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
     g.add_argument("--real-defects", type=int, default=0,
                    help="add K real labelled defects (KSDD2's training positives; otherwise moved out of the test split)")
@@ -209,12 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max of the ratio map (default) or ExDD's published bank-ratio score")
     g.add_argument("--min-mask-fraction", type=float, default=0.9,
                    help="a defect patch enters the positive bank when this share of its cell is masked (default 0.9)")
-    g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (exdd)")
+    g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (exdd, student-teacher)")
     g.add_argument("--positive-patches", choices=("masked", "crop"), default="masked",
                    help="masked defect patches (default) or every patch of a tight crop (ExDD's original)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("score", help="score a folder of new images with a saved detector (evaluate --save-model)")
-    p.add_argument("--model", required=True, help="folder written by `evaluate --method exdd --save-model DIR`")
+    p.add_argument("--model", required=True, help="folder written by `evaluate --method exdd|student-teacher --save-model DIR`")
     p.add_argument("--images", required=True, help="folder of images to score")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (e.g. f1_threshold of metrics.json)")
     p.add_argument("--out", required=True, help="output folder for scores.csv")

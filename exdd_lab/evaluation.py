@@ -76,6 +76,9 @@ def run_evaluation(method: Detector, dataset: DefectDataset, out_dir: str | Path
     if held_out:
         threshold = normal_only_threshold(method.predict(held_out, keep_maps=False).scores, normal_quantile)
     labels = np.array([s.label for s in dataset.test]).astype(bool)
+    for name, alternative in getattr(method, "alternative_predictions", lambda p: {})(prediction).items():
+        alt, _ = evaluate_prediction(dataset, alternative, image_size)  # e.g. the student-teacher's two maps
+        metrics.update({f"{name}_{k}": alt[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")})
     result = {
         "method": method.name, "dataset": dataset.name, "layout": dataset.layout, "seed": seed,
         **metrics,

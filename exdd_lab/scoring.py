@@ -54,6 +54,16 @@ def max_score(maps: np.ndarray) -> np.ndarray:
     return np.asarray(maps).reshape(len(maps), -1).max(axis=1)
 
 
+def top_k_mean(maps: np.ndarray, k: int = 100) -> np.ndarray:
+    """Image score = the mean of each map's ``k`` largest pixels ``(N, H, W) -> (N,)``: steadier than the
+    maximum (one hot pixel does not decide), still sensitive to small defects (100 of 65,536 pixels at 256 px)."""
+    flat = np.asarray(maps).reshape(len(maps), -1)
+    if k < 1:
+        raise ValueError(f"top-k needs k >= 1, got {k}")
+    k = min(k, flat.shape[1])
+    return np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:].mean(axis=1)
+
+
 def reweighting_factor(query_to_support: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """PatchCore Eq. 7 weight: ``1 - softmax(d / T)[0]`` over the distances from the query patch to its
     nearest bank item (first) and that item's neighbours in the bank.

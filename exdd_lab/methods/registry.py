@@ -28,7 +28,41 @@ def build_exdd(features: FeatureConfig, options: dict) -> Detector:
     return detector
 
 
-METHODS: dict[str, Callable[[FeatureConfig, dict], Detector]] = {"patchcore": build_patchcore, "exdd": build_exdd}
+def build_student_teacher(features: FeatureConfig, options: dict) -> Detector:
+    from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings
+    from exdd_lab.student_teacher import StudentTeacherConfig
+
+    defaults = StudentTeacherConfig()
+    config = StudentTeacherConfig(backbone=features.backbone, weights=features.weights, image_size=features.image_size,
+                                  epochs=options.get("epochs") or defaults.epochs, seed=options.get("seed", 0))
+    settings = StudentTeacherSettings(generator=options.get("generator", "ddpm"),
+                                      n_synthetic=options.get("n_synthetic") or StudentTeacherSettings.n_synthetic,
+                                      model_dir=options.get("model_dir"), map_source=options.get("map_source", "head"),
+                                      sigma=options.get("sigma", 4.0))
+    return StudentTeacher(config, settings, defects=options.get("defect_set"))
+
+
+METHODS: dict[str, Callable[[FeatureConfig, dict], Detector]] = {
+    "patchcore": build_patchcore, "exdd": build_exdd, "student-teacher": build_student_teacher}
+
+
+def load_detector(folder) -> Detector:
+    """A detector saved with ``save(folder)`` (ExDD or student-teacher), whichever the folder holds."""
+    from pathlib import Path
+
+    from exdd_lab.errors import ExddError
+
+    folder = Path(folder)
+    if (folder / "exdd.json").is_file():
+        from exdd_lab.methods.exdd import ExDD
+
+        return ExDD.load(folder)
+    if (folder / "student_teacher.json").is_file():
+        from exdd_lab.methods.student_teacher import StudentTeacher
+
+        return StudentTeacher.load(folder)
+    raise ExddError(f"{folder} holds no saved detector (neither exdd.json nor student_teacher.json)",
+                    "save one with `exdd-lab evaluate --method exdd|student-teacher --save-model DIR`")
 
 
 def build_method(name: str, features: FeatureConfig, options: dict) -> Detector:

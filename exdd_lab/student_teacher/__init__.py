@@ -1,0 +1,26 @@
+"""The asymmetric student-teacher (diffusion-made defects, frozen teacher, student + segmentation head).
+
+- :mod:`~exdd_lab.student_teacher.network`: teacher, student, head, discrepancy;
+- :mod:`~exdd_lab.student_teacher.losses`: cosine feature loss, focal and Dice;
+- :mod:`~exdd_lab.student_teacher.training`: data, seeded training loop, checkpoints and resume;
+- :mod:`~exdd_lab.student_teacher.inference`: head and discrepancy grids.
+
+The detector that wraps them for ``fit``/``predict`` is :class:`exdd_lab.methods.student_teacher.StudentTeacher`.
+Taught in ``notebooks/05_student_teacher.ipynb``.
+"""
+from exdd_lab.student_teacher.inference import StudentTeacherGrids, anomaly_grids
+from exdd_lab.student_teacher.losses import dice_loss, downsample_masks, feature_loss, focal_loss, joint_loss
+from exdd_lab.student_teacher.network import (
+    DEFAULT_TEACHER_LAYERS, SegmentationHead, Student, Teacher, cosine_discrepancy, count_parameters, head_inputs,
+)
+from exdd_lab.student_teacher.training import (
+    StudentTeacherConfig, StudentTeacherModel, TrainingData, build_networks, build_training_data, load_checkpoint,
+    train_student_teacher,
+)
+
+__all__ = [
+    "DEFAULT_TEACHER_LAYERS", "SegmentationHead", "Student", "StudentTeacherConfig", "StudentTeacherGrids",
+    "StudentTeacherModel", "Teacher", "TrainingData", "anomaly_grids", "build_networks", "build_training_data",
+    "cosine_discrepancy", "count_parameters", "dice_loss", "downsample_masks", "feature_loss", "focal_loss",
+    "head_inputs", "joint_loss", "load_checkpoint", "train_student_teacher",
+]

@@ -1,0 +1,46 @@
+"""From a trained student-teacher to anomaly grids: one from the segmentation head, one from the raw discrepancy.
+
+- head grid: ``sigmoid(head logits)``, the predicted probability that a cell is defective;
+- discrepancy grid: the mean over scales of ``1 - cos(student, teacher)``, upsampled to the finest grid.
+
+Both are ``(N, h_0, w_0)`` (32 x 32 for 256 px and the default finest stride 8); :mod:`exdd_lab.scoring` turns them into
+smoothed maps at image size, and the image score is the mean of the map's top-k pixels.
+Taught in ``notebooks/05_student_teacher.ipynb``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from exdd_lab.student_teacher.network import SegmentationHead, Student, Teacher, cosine_discrepancy, head_inputs
+
+
+@dataclass
+class StudentTeacherGrids:
+    """``head``, ``discrepancy`` ``(N, h_0, w_0)``; ``per_scale`` ``[(N, h_l, w_l)]`` (each scale's 1 - cos)."""
+
+    head: np.ndarray
+    discrepancy: np.ndarray
+    per_scale: list[np.ndarray]
+
+
+@torch.no_grad()
+def anomaly_grids(teacher: Teacher, student: Student, head: SegmentationHead, images: np.ndarray | torch.Tensor,
+                  head_input: str = "agreement") -> StudentTeacherGrids:
+    """Grids of one batch of ``(N, H, W, 3) uint8`` images (student and head in eval mode)."""
+    student.eval()
+    head.eval()
+    x = teacher.preprocess(images)
+    device = next(student.parameters()).device
+    t_maps = [m.to(device) for m in teacher(x)]
+    s_maps = student(x.to(device))
+    per_scale = cosine_discrepancy(s_maps, t_maps)
+    size = per_scale[0].shape[-2:]
+    mean = torch.stack([d if d.shape[-2:] == size else
+                        F.interpolate(d[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+                        for d in per_scale]).mean(0)
+    prob = torch.sigmoid(head(head_inputs(s_maps, t_maps, head_input)))[:, 0]
+    return StudentTeacherGrids(prob.cpu().numpy(), mean.cpu().numpy(), [d.cpu().numpy() for d in per_scale])

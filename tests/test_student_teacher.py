@@ -1,0 +1,142 @@
+"""The student-teacher's training loop and detector on a tiny procedural dataset: a frozen teacher,
+exact resume, learning, the detector interface, save/load, the training cache and the command line."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from exdd_lab.cli import main
+from exdd_lab.data import load_dataset
+from exdd_lab.errors import ExddError
+from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings
+from exdd_lab.student_teacher import StudentTeacherConfig, Teacher, build_training_data, train_student_teacher
+from exdd_lab.synthesis import PerlinBlendGenerator, load_defect_set, synthesize, write_defect_set
+
+CONFIG = StudentTeacherConfig(image_size=64, student_width=8, head_width=8, batch_size=4, epochs=1, checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_mvtec):
+    return load_dataset(tiny_mvtec, "mvtec")
+
+
+@pytest.fixture(scope="module")
+def defects(tiny, tmp_path_factory):
+    gen = PerlinBlendGenerator([s.image_path for s in tiny.train])
+    made = synthesize(tiny.train, gen, n=6, seed=0, image_size=64)
+    return load_defect_set(write_defect_set(made, tmp_path_factory.mktemp("syn") / "set"))
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return Teacher()
+
+
+@pytest.fixture(scope="module")
+def data(tiny, defects, teacher):
+    return build_training_data(tiny.train, defects, teacher, 64)
+
+
+def test_training_data_pairs_each_defect_with_its_clean_source(data, defects, tiny):
+    assert data.n_normal == len(tiny.train) and data.n_defect == 6
+    assert data.images.shape == (14, 64, 64, 3) and data.masks.shape == (14, 64, 64)
+    assert not data.masks[: data.n_normal].any() and all(data.masks[i].any() for i in range(data.n_normal, 14))
+    for i in range(data.n_normal, 14):  # outside its mask a defect image equals its source, which is the target
+        src, mask = data.target[i], data.masks[i]
+        assert src < data.n_normal
+        assert torch.equal(data.images[i][~mask], data.images[src][~mask])
+    assert [tuple(m.shape) for m in data.teacher_maps] == [(14, 40, 8, 8), (14, 112, 4, 4)]
+
+
+def test_teacher_stays_frozen_while_the_student_learns(data, teacher):
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    model = train_student_teacher(data, teacher, StudentTeacherConfig(**{**CONFIG.to_dict(), "epochs": 3}), progress=False)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # weights and BN statistics
+    assert not any(p.requires_grad for p in teacher.parameters())
+    teacher.train()
+    assert not teacher.training and not teacher.backbone.training
+    assert any(p.requires_grad for p in model.student.parameters())
+    assert model.step == 3 * 4 and len(model.history) == 12
+
+
+def test_resume_takes_exactly_the_steps_of_an_uninterrupted_run(data, teacher, tmp_path):
+    config = StudentTeacherConfig(**{**CONFIG.to_dict(), "epochs": 2})  # 8 steps, checkpoints every 2
+    straight = train_student_teacher(data, teacher, config, tmp_path / "a", progress=False)
+    first = train_student_teacher(data, teacher, config, tmp_path / "b", progress=False, stop_after=3)
+    assert first.step == 3 and sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoint-3.pt"]
+    resumed = train_student_teacher(data, teacher, config, tmp_path / "b", progress=False)
+    assert resumed.step == 8 and [h["total"] for h in resumed.history] == [h["total"] for h in straight.history]
+    for a, b in zip(straight.student.state_dict().values(), resumed.student.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.head.state_dict().values(), resumed.head.state_dict().values()):
+        assert torch.equal(a, b)
+    other = StudentTeacherConfig(**{**config.to_dict(), "learning_rate": 0.01})
+    with pytest.raises(ExddError, match="another configuration"):
+        train_student_teacher(data, teacher, other, tmp_path / "b", progress=False)
+
+
+def test_losses_fall_with_training(data, teacher):
+    config = StudentTeacherConfig(**{**CONFIG.to_dict(), "epochs": 15, "learning_rate": 3e-3})
+    model = train_student_teacher(data, teacher, config, progress=False)
+    feature, seg = model.losses("feature"), model.losses("focal") + model.losses("dice")
+    assert feature[-8:].mean() < 0.8 * feature[:8].mean()
+    assert seg[-8:].mean() < seg[:8].mean()
+
+
+@pytest.fixture(scope="module")
+def detector(tiny, defects):
+    return StudentTeacher(CONFIG, StudentTeacherSettings(top_k=10), defects=defects).fit(tiny.train)
+
+
+def test_detector_predicts_head_and_discrepancy_maps(detector, tiny):
+    pred = detector.predict(tiny.test)
+    assert pred.maps.shape == (10, 64, 64) and pred.scores.shape == (10,)
+    assert pred.extra["head_grid"].shape == pred.extra["discrepancy_grid"].shape == (10, 8, 8)
+    assert (pred.extra["head_grid"] >= 0).all() and (pred.extra["head_grid"] <= 1).all()
+    assert (pred.extra["discrepancy_grid"] >= 0).all() and (pred.extra["discrepancy_grid"] <= 2).all()
+    top = np.sort(pred.maps.reshape(10, -1), axis=1)[:, -10:].mean(1)
+    assert np.allclose(pred.scores, top, rtol=1e-5) and np.allclose(pred.scores, pred.extra["head_scores"])
+    lean = detector.predict(tiny.test[:3], keep_maps=False)
+    assert lean.maps.shape[0] == 0 and np.allclose(lean.scores, pred.scores[:3], rtol=1e-5)
+    describe = detector.describe()
+    assert describe["method"] == "student-teacher" and describe["train_steps"] == 4
+
+
+def test_discrepancy_map_source(tiny, defects, detector):
+    other = StudentTeacher(CONFIG, StudentTeacherSettings(map_source="discrepancy", top_k=10), defects=defects,
+                           teacher=detector.teacher).fit(tiny.train)
+    assert other.model.path == detector.model.path  # the finished training is reused from the cache, not redone
+    pred, ref = other.predict(tiny.test[:4]), detector.predict(tiny.test[:4])
+    assert np.allclose(pred.scores, ref.extra["discrepancy_scores"]) and np.allclose(pred.extra["head_grid"], ref.extra["head_grid"])
+    with pytest.raises(ExddError, match="map_source"):
+        StudentTeacher(CONFIG, StudentTeacherSettings(map_source="both"), teacher=detector.teacher)
+
+
+def test_save_and_load_reproduce_the_predictions(detector, tiny, tmp_path):
+    folder = detector.save(tmp_path / "st")
+    again = StudentTeacher.load(folder)
+    assert np.allclose(again.predict(tiny.test[:4]).scores, detector.predict(tiny.test[:4]).scores, atol=1e-6)
+    with pytest.raises(ExddError, match="already exists"):
+        detector.save(folder)
+    with pytest.raises(ExddError, match="no saved student-teacher"):
+        StudentTeacher.load(tmp_path)
+
+
+def test_cli_evaluate_student_teacher_writes_the_standard_outputs(tiny_mvtec, tmp_path, capsys):
+    out = tmp_path / "st"
+    code = main(["evaluate", "--data", str(tiny_mvtec), "--layout", "mvtec", "--method", "student-teacher",
+                 "--generator", "perlin", "--n-synthetic", "6", "--epochs", "1", "--image-size", "64",
+                 "--out", str(out), "--save-model", str(tmp_path / "model")])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "student-teacher" and metrics["settings.generator"] == "perlin"
+    assert metrics["synthesis.n_synthetic"] == 6 and metrics["config.epochs"] == 1
+    assert 0 <= metrics["image_auroc"] <= 1 and 0 <= metrics["pixel_auroc"] <= 1
+    assert metrics["head_image_auroc"] is not None and metrics["discrepancy_pixel_auroc"] is not None
+    assert len((out / "scores.csv").read_text().strip().splitlines()) == 11
+    code = main(["score", "--model", str(tmp_path / "model"), "--images", str(tiny_mvtec / "test" / "good"),
+                 "--out", str(tmp_path / "scored")])
+    assert code == 0 and (tmp_path / "scored" / "scores.csv").is_file()
