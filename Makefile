@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # which trains the DDPM and sweeps synthetic-defect counts (an hour or more on two cores with MTD).
 RUN_ARGS ?= --fast
 
-.PHONY: setup run test test-fast references bench bench-anomalib bench-synthesis bench-dual-banks clean-cache
+.PHONY: setup run test test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher clean-cache
 
 setup: $(STAMP)
 
@@ -50,6 +50,9 @@ bench-synthesis: setup
 
 bench-dual-banks: setup
 	$(PY) benchmarks/dual_banks.py $(BENCH_ARGS)
+
+bench-student-teacher: setup
+	$(PY) benchmarks/student_teacher.py $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf $${EXDD_LAB_CACHE:-$$HOME/.cache/exdd_lab}

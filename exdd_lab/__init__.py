@@ -5,6 +5,9 @@ Modules (data flows top to bottom):
 - :mod:`exdd_lab.data` — sample records, dataset layouts, the procedural default
 - :mod:`exdd_lab.features` — backbones, offline weights, patch features, the feature cache
 - :mod:`exdd_lab.neighbours` — exact nearest-neighbour search (faiss)
+- :mod:`exdd_lab.synthesis` — Perlin masks, classical blend, DDPM, latent-diffusion inpainting
+- :mod:`exdd_lab.methods` — PatchCore, ExDD and the student-teacher behind ``fit``/``predict``
+- :mod:`exdd_lab.student_teacher` — the student-teacher's networks, losses and training loop
 - :mod:`exdd_lab.plots` — figures for the notebooks
 - :mod:`exdd_lab.notebooks`, :mod:`exdd_lab.runner` — the headless harness and the main job
 """

@@ -140,3 +140,19 @@ def test_cli_evaluate_student_teacher_writes_the_standard_outputs(tiny_mvtec, tm
     code = main(["score", "--model", str(tmp_path / "model"), "--images", str(tiny_mvtec / "test" / "good"),
                  "--out", str(tmp_path / "scored")])
     assert code == 0 and (tmp_path / "scored" / "scores.csv").is_file()
+
+
+def test_figures_have_one_panel_per_scale_and_term(detector, tiny):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from exdd_lab import plots_student_teacher as st_plots
+    from exdd_lab.data import load_image
+    from exdd_lab.student_teacher import anomaly_grids
+
+    images = np.stack([load_image(s.image_path, 64) for s in tiny.test[:2]])
+    grids = anomaly_grids(detector.teacher, detector.model.student, detector.model.head, images)
+    fig = st_plots.show_scale_discrepancy(images, [None, None], [[g[i] for g in grids.per_scale] for i in range(2)], grids.head)
+    assert len(fig.axes) == 2 * (len(grids.per_scale) + 2)
+    assert len(st_plots.plot_loss_terms(detector.model.history, window=2).axes) == 3
+    assert st_plots.draw_architecture(3_000_000, 600_000, 50_000, ["stride 8", "stride 16"]).axes[0].patches
