@@ -3,6 +3,7 @@
     exdd-lab datasets --data DIR --layout mvtec|ksdd2|mtd|folder [--category NAME]
     exdd-lab run [--data DIR --layout ...] [--fast]
     exdd-lab evaluate --data DIR --layout ... --method patchcore|exdd|student-teacher [--generator G] [--epochs N] --out OUT
+    exdd-lab compare --data DIR --layout ... [--methods patchcore,exdd,student-teacher] --out OUT
     exdd-lab score --model DIR --images DIR --out OUT
     exdd-lab synthesize --data DIR --layout ... --generator perlin|ddpm|ldm [--model-dir DIR] [--n 100] --out OUT
 """
@@ -68,8 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from exdd_lab.runner import run_notebooks
 
     data, layout = _dataset_args(args)
-    _, ok = run_notebooks(data, layout, args.category, fast=args.fast, seed=args.seed,
-                          image_size=args.image_size, out_root=args.out)
+    run_dir, ok = run_notebooks(data, layout, args.category, fast=args.fast, seed=args.seed,
+                                image_size=args.image_size, out_root=args.out, progress=True)
+    print(f"{'done' if ok else 'FAILED (see the report)'}: open {run_dir / 'report.html'}")
     return 0 if ok else 1
 
 
@@ -134,6 +136,82 @@ def _exdd_defects(args: argparse.Namespace, ds, options: dict):
                    synthesis_info={"source": made, "n_synthetic": len(synthetic), "n_real_defects": len(real),
                                    "seconds": round(time.perf_counter() - start, 2)})
     return ds, options
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Several methods on ONE split: each method's metrics.json + scores.csv, the per-image results
+    table, the failure ranking, the disagreements and a static gallery of the failure cases."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from exdd_lab.analysis import disagreements, failure_ranking
+    from exdd_lab.browser import case_gallery
+    from exdd_lab.data import load_dataset
+    from exdd_lab.evaluation import finish_evaluation, method_table, predict_split
+    from exdd_lab.features import FeatureConfig, check_backbone_name
+    from exdd_lab.methods.registry import METHODS, build_method
+    from exdd_lab.results import build_results, method_summary
+    from exdd_lab.seeding import seed_everything
+    from exdd_lab.storage import atomic_write
+
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise ExddError(f"unknown method(s) {', '.join(unknown) or '(none given)'}", f"--methods takes a comma list of {', '.join(METHODS)}")
+    data, layout = _dataset_args(args)
+    check_backbone_name(args.backbone)
+    seed_everything(args.seed)
+    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    if args.held_out > 0:
+        ds = ds.with_held_out_normals(args.held_out, seed=args.seed)
+    features = FeatureConfig(backbone=args.backbone, image_size=args.image_size)
+    options = {"seed": args.seed, "generator": args.generator, "n_synthetic": args.n_synthetic,
+               "epochs": args.epochs, "model_dir": args.model_dir}
+    methods = {}
+    if "student-teacher" in names:
+        methods["student-teacher"] = build_method("student-teacher", features, options)
+    if "exdd" in names:
+        if "student-teacher" in methods:  # one defect set for both, as in notebook 06
+            defects = methods["student-teacher"].training_defects(ds.train, progress=True).test
+        else:
+            from exdd_lab.synthesis import DdpmConfig, cached_defect_set
+
+            defects = cached_defect_set(ds.train, args.generator, args.exdd_synthetic, seed=args.seed,
+                                        image_size=args.image_size, model_dir=args.model_dir, progress=True,
+                                        ddpm_config=DdpmConfig(image_size=args.image_size, seed=args.seed)).test
+        methods["exdd"] = build_method("exdd", features, dict(options, defects=list(defects[: args.exdd_synthetic]),
+                                                              min_mask_fraction=args.min_mask_fraction))
+    for name in names:
+        methods.setdefault(name, build_method(name, features, options))
+    methods = {name: methods[name] for name in names}
+    print(f"comparing {', '.join(names)} on {ds!r}")
+    predictions, normal_scores, timings = predict_split(methods, ds, progress=True)
+    out = Path(args.out)
+    for name, method in methods.items():
+        finish_evaluation(method, ds, predictions[name], timings[name]["fit_s"], timings[name]["predict_s"],
+                          normal_scores.get(name), out / name, seed=args.seed)
+    results = build_results(ds.test, predictions, normal_scores)
+    results.save(out)
+    overall = method_table(ds, predictions).join(method_summary(results.table).drop(columns="image_auroc"))
+    for name, frame in (("methods.csv", overall), ("failures.csv", failure_ranking(results.table, k=args.k)),
+                        ("disagreements.csv", disagreements(results.table))):
+        with atomic_write(out / name, "w") as handle:
+            frame.to_csv(handle, index=name == "methods.csv")
+    gallery = out / "gallery"
+    gallery.mkdir(parents=True, exist_ok=True)
+    for i, fig in enumerate(case_gallery(results, k=args.k)):
+        title = fig._suptitle.get_text() if fig._suptitle else f"figure {i}"
+        fig.savefig(gallery / f"{i:02d}_{''.join(c if c.isalnum() else '_' for c in title)[:60]}.png", dpi=90,
+                    bbox_inches="tight")
+        plt.close(fig)
+    columns = [c for c in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "FN_f1", "FP_f1", "FN_normal_only",
+                           "FP_normal_only") if c in overall.columns]
+    print(overall[columns].round(3).to_string())
+    print(f"wrote {out}/<method>/metrics.json + scores.csv, results.csv/.parquet (one row per image and method), "
+          f"methods.csv, failures.csv, disagreements.csv and gallery/ ({len(list(gallery.glob('*.png')))} figures)")
+    return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -228,6 +306,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--positive-patches", choices=("masked", "crop"), default="masked",
                    help="masked defect patches (default) or every patch of a tight crop (ExDD's original)")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("compare", help="several methods on one split: metrics per method, the per-image results "
+                                       "table, failure ranking, disagreements and a gallery of failure cases")
+    _add_data_args(p)
+    p.add_argument("--methods", default="patchcore,exdd,student-teacher", help="comma list (default: all three)")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone name")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--generator", choices=("perlin", "ddpm", "ldm"), default="ddpm",
+                   help="synthetic defects for ExDD and the student-teacher (default ddpm, made once and cached)")
+    p.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
+    p.add_argument("--n-synthetic", type=int, default=None, help="student-teacher training defects (default 200)")
+    p.add_argument("--exdd-synthetic", type=int, default=100, help="defects in ExDD's positive bank (default 100)")
+    p.add_argument("--min-mask-fraction", type=float, default=0.9,
+                   help="exdd: a defect patch enters the positive bank when this share of its cell is masked")
+    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default 6)")
+    p.add_argument("--held-out", type=int, default=50,
+                   help="held-out normals for the normal-only threshold: the layout's own (MTD, folder) or moved "
+                        "out of training (default 50; 0 = none)")
+    p.add_argument("--k", type=int, default=3, help="cases per method and kind in failures.csv and the gallery")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("score", help="score a folder of new images with a saved detector (evaluate --save-model)")
     p.add_argument("--model", required=True, help="folder written by `evaluate --method exdd|student-teacher --save-model DIR`")
     p.add_argument("--images", required=True, help="folder of images to score")

@@ -69,12 +69,23 @@ def run_evaluation(method: Detector, dataset: DefectDataset, out_dir: str | Path
     start = time.perf_counter()
     prediction = method.predict(dataset.test, progress=progress)
     predict_s = time.perf_counter() - start
+    held_out = dataset.extra.get("val_good", [])
+    normal_scores = method.predict(held_out, keep_maps=False).scores if held_out else None
+    return finish_evaluation(method, dataset, prediction, fit_s, predict_s, normal_scores, out_dir, seed, normal_quantile)
+
+
+def finish_evaluation(method: Detector, dataset: DefectDataset, prediction: Prediction, fit_s: float, predict_s: float,
+                      normal_scores: np.ndarray | None = None, out_dir: str | Path | None = None, seed: int = 0,
+                      normal_quantile: float = 0.99) -> dict:
+    """The ``metrics.json`` dict of a fitted method's prediction (and, with ``out_dir``, both files).
+
+    ``normal_scores`` (held-out normal images) give the normal-only threshold and its recall and
+    false-alarm rate.
+    """
     image_size = prediction.maps.shape[-1]
     metrics, table = evaluate_prediction(dataset, prediction, image_size)
-    threshold = None
-    held_out = dataset.extra.get("val_good", [])
-    if held_out:
-        threshold = normal_only_threshold(method.predict(held_out, keep_maps=False).scores, normal_quantile)
+    held_out = normal_scores is not None and len(normal_scores) > 0
+    threshold = normal_only_threshold(normal_scores, normal_quantile) if held_out else None
     labels = np.array([s.label for s in dataset.test]).astype(bool)
     for name, alternative in getattr(method, "alternative_predictions", lambda p: {})(prediction).items():
         alt, _ = evaluate_prediction(dataset, alternative, image_size)  # e.g. the student-teacher's two maps
@@ -112,6 +123,38 @@ def write_outputs(out_dir: Path, metrics: dict, dataset: DefectDataset, predicti
             writer.writerow([s.image_path, s.label, s.defect_type, s.mask_path or "", f"{float(score):.6g}",
                              "" if f1_thr is None else int(score >= f1_thr),
                              "" if normal_thr is None else int(score >= normal_thr)])
+
+
+def predict_split(methods: dict[str, Detector], dataset: DefectDataset, progress: bool = False
+                  ) -> tuple[dict[str, Prediction], dict[str, np.ndarray], dict[str, dict]]:
+    """Fit every method on the training normals and predict the test split (and, when the dataset has
+    them, the held-out normals ``extra["val_good"]`` for normal-only thresholds).
+
+    Returns ``(predictions, normal_scores, timings)``, each keyed by method name: what
+    :func:`exdd_lab.results.build_results` takes. Used to compare methods on ONE split (notebook 06).
+    """
+    predictions, normal_scores, timings = {}, {}, {}
+    held_out = dataset.extra.get("val_good", [])
+    for name, method in methods.items():
+        start = time.perf_counter()
+        method.fit(dataset.train, progress=progress)
+        fitted = time.perf_counter()
+        predictions[name] = method.predict(dataset.test, progress=progress)
+        timings[name] = {"fit_s": round(fitted - start, 2), "predict_s": round(time.perf_counter() - fitted, 2)}
+        if held_out:
+            normal_scores[name] = method.predict(held_out, keep_maps=False).scores
+    return predictions, normal_scores, timings
+
+
+def method_table(dataset: DefectDataset, predictions: dict[str, Prediction]) -> "pd.DataFrame":
+    """The headline metrics of several methods on one split: one row per method."""
+    import pandas as pd
+
+    rows = {}
+    for name, prediction in predictions.items():
+        rows[name], _ = evaluate_prediction(dataset, prediction, prediction.maps.shape[-1])
+    return pd.DataFrame.from_dict(rows, orient="index")[["image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap",
+                                                         "f1_max", "f1_threshold"]]
 
 
 def compare_variants(dataset: DefectDataset, prediction: Prediction, variants: dict[str, np.ndarray],

@@ -135,6 +135,25 @@ class PixelHistogram:
         pro = np.minimum(np.r_[0.0, ov] / regions, 1.0)
         return pixel_auroc, pixel_ap, _area_to_limit(np.minimum(fpr, 1.0), pro, fpr_limit)
 
+    def best_f1(self, groups: list[str] | None = None) -> tuple[float, float]:
+        """The best pixel F1 over all bin thresholds, and that threshold (decision: ``map >= threshold``).
+
+        The threshold is the lower edge of a bin, so it is exact up to the bin width. ``nan`` without
+        defect pixels.
+        """
+        chosen = [self.groups[g] for g in (groups if groups is not None else self.groups) if g in self.groups]
+        if not chosen:
+            return float("nan"), float("nan")
+        tp = np.cumsum(sum(g["defect"] for g in chosen)[::-1])  # position j: every bin >= bins - 1 - j
+        fp = np.cumsum(sum(g["normal"] for g in chosen)[::-1])
+        if tp[-1] == 0:
+            return float("nan"), float("nan")
+        f1 = 2 * tp / np.maximum(tp + fp + tp[-1], 1)  # 2PR/(P+R) = 2tp / (predicted + actual)
+        best = int(np.argmax(f1))
+        edge = self.bins - 1 - best
+        threshold = self.lo + edge / self.scale if self.scale > 0 else self.lo
+        return float(f1[best]), float(threshold)
+
 
 def pixel_histogram(masks: np.ndarray, maps: np.ndarray, groups: list[str] | None = None,
                     bins: int = DEFAULT_BINS) -> PixelHistogram:

@@ -34,6 +34,12 @@ def default_metrics_path(name: str) -> Path:
     return folder / f"{name}.json"
 
 
+def artefact_dir(metrics_path: str | Path = "") -> Path:
+    """Where a notebook writes files beyond its metrics (tables, figures): beside its metrics JSON, so a
+    run folder collects them."""
+    return Path(metrics_path).parent if metrics_path else default_metrics_path("x").parent
+
+
 def save_notebook_metrics(name: str, metrics: dict, path: str | Path = "") -> Path:
     """Write a notebook's key numbers (the last cell of every notebook). Returns the path."""
     target = Path(path) if path else default_metrics_path(name)
@@ -50,16 +56,25 @@ def execute_notebook(
 ) -> float:
     """Run a notebook headlessly with papermill (cwd = its folder). Returns seconds taken.
 
-    Raises papermill's ``PapermillExecutionError`` naming the failing cell if a cell fails.
+    Raises papermill's ``PapermillExecutionError`` naming the failing cell if a cell fails. The kernel
+    sees ``EXDD_LAB_HEADLESS=1``, so notebooks draw static figures where a person would get widgets.
     """
     import papermill as pm
 
     notebook = Path(notebook)
     start = time.perf_counter()
-    pm.execute_notebook(
-        str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
-        kernel_name="python3", language="python", progress_bar=progress, execution_timeout=timeout, log_output=False,
-    )
+    previous = os.environ.get("EXDD_LAB_HEADLESS")
+    os.environ["EXDD_LAB_HEADLESS"] = "1"  # the kernel inherits this process's environment
+    try:
+        pm.execute_notebook(
+            str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
+            kernel_name="python3", language="python", progress_bar=progress, execution_timeout=timeout, log_output=False,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("EXDD_LAB_HEADLESS", None)
+        else:
+            os.environ["EXDD_LAB_HEADLESS"] = previous
     return time.perf_counter() - start
 
 

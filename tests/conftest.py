@@ -51,3 +51,42 @@ def save_png(path: Path, array: np.ndarray) -> Path:
 @pytest.fixture()
 def make_png():
     return save_png
+
+
+# The hand-made two-method case of tests/test_results_analysis.py and tests/test_browser.py.
+CASE_SIZE = 32
+LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+SCORES_A = np.array([0.1, 0.2, 0.3, 0.9, 0.8, 0.85, 0.95, 0.05])
+SCORES_B = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+
+
+def _square(i: int) -> np.ndarray:
+    m = np.zeros((CASE_SIZE, CASE_SIZE), bool)
+    m[4 + i : 12 + i, 6:14] = True
+    return m
+
+
+@pytest.fixture()
+def case(tmp_path, make_png):
+    """(samples, {"A": prediction, "B": prediction}): see tests/test_results_analysis.py for the answers."""
+    from exdd_lab.data.records import Sample
+    from exdd_lab.methods.base import Prediction
+
+    rng = np.random.default_rng(0)
+    samples, masks = [], []
+    for i, label in enumerate(LABELS):
+        image = make_png(tmp_path / f"img{i}.png", rng.integers(0, 255, (CASE_SIZE, CASE_SIZE, 3), dtype=np.uint8))
+        if label:
+            mask = _square(i)
+            mask_path = make_png(tmp_path / f"img{i}_mask.png", (mask * 255).astype(np.uint8))
+            samples.append(Sample(image, 1, "scratch" if i < 6 else "dent", mask_path))
+            masks.append(mask)
+        else:
+            samples.append(Sample(image, 0))
+            masks.append(np.zeros((CASE_SIZE, CASE_SIZE), bool))
+    maps_a = np.stack([m.astype(np.float32) for m in masks])
+    maps_a[3, 20:24, 20:24] = 0.5  # A's false alarm has a blob
+    maps_a[7] = 1.0 - masks[7]     # A's miss looks everywhere but the defect
+    maps_b = np.stack([m.astype(np.float32) for m in masks])
+    predictions = {"A": Prediction(maps_a, SCORES_A), "B": Prediction(maps_b, SCORES_B)}
+    return samples, predictions

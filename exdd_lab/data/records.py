@@ -162,6 +162,33 @@ class DefectDataset:
         return DefectDataset(self.name, self.root, self.layout, list(self.train), test,
                              dict(self.extra, train_defects=chosen), info), chosen
 
+    def with_held_out_normals(self, n: int, seed: int = 0) -> DefectDataset:
+        """A copy with ``n`` held-out normal images in ``extra["val_good"]``, for normal-only thresholds.
+
+        A seeded sample of the layout's own held-out normals when it has them (MTD, folder); otherwise
+        ``n`` training normals are **moved out of the training split** (``split_info`` says so), so a
+        threshold is never set on images a method was fitted on.
+        """
+        import numpy as np
+
+        if n <= 0:
+            raise DatasetError(f"asked for {n} held-out normals", "ask for at least one (e.g. 20)")
+        rng = np.random.default_rng(seed)
+        own = self.extra.get("val_good", [])
+        if own:
+            chosen = [own[i] for i in sorted(rng.choice(len(own), min(n, len(own)), replace=False))]
+            info = dict(self.split_info, held_out_normals={"n": len(chosen), "seed": seed, "moved_from_train": False})
+            return DefectDataset(self.name, self.root, self.layout, list(self.train), list(self.test),
+                                 dict(self.extra, val_good=chosen), info)
+        if len(self.train) <= n:
+            raise DatasetError(f"{self.name} has {len(self.train)} training normals; cannot hold out {n}",
+                               "ask for fewer held-out normals, or add normal images")
+        moved = set(int(i) for i in rng.choice(len(self.train), n, replace=False))
+        train = [s for i, s in enumerate(self.train) if i not in moved]
+        held = [s for i, s in enumerate(self.train) if i in moved]
+        info = dict(self.split_info, held_out_normals={"n": n, "seed": seed, "moved_from_train": True})
+        return DefectDataset(self.name, self.root, self.layout, train, list(self.test), dict(self.extra, val_good=held), info)
+
     def save_split(self, path: str | Path) -> None:
         """Write the split (every sample of every list) as JSON, so a run can be reproduced exactly."""
         from exdd_lab.storage import atomic_write_json

@@ -1,0 +1,39 @@
+"""`exdd-lab compare`: several methods on one split, with the analyst's files."""
+import json
+
+import pandas as pd
+import pytest
+
+from exdd_lab.cli import main
+
+
+def test_compare_writes_every_methods_outputs_and_the_results_table(tiny_mvtec, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "--data", str(tiny_mvtec), "--layout", "mvtec", "--generator", "perlin",
+                 "--n-synthetic", "8", "--exdd-synthetic", "8", "--epochs", "1", "--image-size", "64",
+                 "--held-out", "2", "--min-mask-fraction", "0.3", "--k", "2", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    methods = ["patchcore", "exdd", "student-teacher"]
+    for name in methods:  # the same standard outputs as `evaluate`, one folder per method
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        assert metrics["method"] == name and metrics["n_test"] == 10 and metrics["n_train"] == 6
+        assert metrics["normal_only_threshold"] is not None  # from the 2 held-out normals
+        assert len(pd.read_csv(out / name / "scores.csv")) == 10
+    results = pd.read_parquet(out / "results.parquet")
+    assert len(results) == 30 and list(results["method"].unique()) == methods
+    assert set(results["outcome_f1"]) <= {"TP", "FP", "TN", "FN"}
+    scores = pd.read_csv(out / "exdd" / "scores.csv")["score"].to_numpy()
+    assert results[results["method"] == "exdd"]["score"].to_numpy() == pytest.approx(scores, rel=1e-5)
+    table = pd.read_csv(out / "methods.csv", index_col=0)
+    assert list(table.index) == methods and {"image_auroc", "FN_f1", "FP_normal_only"} <= set(table.columns)
+    assert (out / "failures.csv").is_file() and (out / "disagreements.csv").is_file()
+    assert list((out / "gallery").glob("*.png")), "the gallery has the failure cases as figures"
+    assert "results.csv/.parquet" in printed.out
+
+
+def test_compare_names_unknown_methods(tiny_mvtec, tmp_path, capsys):
+    code = main(["compare", "--data", str(tiny_mvtec), "--layout", "mvtec", "--methods", "patchcore,padim",
+                 "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "unknown method(s) padim" in capsys.readouterr().err
