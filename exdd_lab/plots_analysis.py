@@ -30,28 +30,37 @@ def method_colours(methods: Sequence[str]) -> dict[str, tuple]:
     return dict(zip(methods, sns.color_palette("colorblind", len(methods))))
 
 
+def overlay_map(ax: plt.Axes, image: np.ndarray, scaled_map: np.ndarray, mask: np.ndarray | None,
+                alpha: float = 0.55) -> plt.cm.ScalarMappable:
+    """A threshold-scaled map laid over its image (one colour scale: 0 .. ``SCALE_MAX``), the ground
+    truth outlined in cyan. Returns the map's image artist, for a shared colour bar."""
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    im = ax.imshow(scaled_map, cmap="inferno", vmin=0, vmax=SCALE_MAX, alpha=alpha)
+    if mask is not None and mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors="#00e5ff", linewidths=0.8)
+    ax.axis("off")
+    return im
+
+
 def show_case_maps(results: ResultSet, image_ids: Sequence[int], methods: Sequence[str] | None = None,
                    threshold: str = "f1", titles: Sequence[str] | None = None) -> plt.Figure:
-    """Rows = cases; columns = the image (ground truth outlined) and each method's map on one colour
-    scale (threshold units), outline repeated, with the method's score and outcome in the title."""
+    """Rows = cases; columns = the image (ground truth outlined) and each method's map laid over it on
+    one colour scale (threshold units), with the method's score and outcome in the title."""
     methods = list(methods or results.methods)
     n = len(image_ids)
     fig, axes = plt.subplots(n, len(methods) + 1, figsize=(2.3 * (len(methods) + 1), 2.4 * n + 0.6), squeeze=False)
     table = results.table.set_index(["method", "image_id"])
     im = None
     for r, image_id in enumerate(image_ids):
-        sample, mask = results.samples[image_id], results.mask(image_id)
+        sample, mask, image = results.samples[image_id], results.mask(image_id), results.image(image_id)
         title = titles[r] if titles else f"{sample.defect_type}: {sample.stem}"[:30]
-        overlay_mask(axes[r, 0], results.image(image_id), mask, title)
+        overlay_mask(axes[r, 0], image, mask, title)
         for c, method in enumerate(methods, 1):
             row = table.loc[(method, image_id)]
-            im = axes[r, c].imshow(results.scaled_map(method, image_id), cmap="inferno", vmin=0, vmax=SCALE_MAX)
-            if mask is not None and mask.any():
-                axes[r, c].contour(mask.astype(float), levels=[0.5], colors="#00e5ff", linewidths=0.8)
+            im = overlay_map(axes[r, c], image, results.scaled_map(method, image_id), mask)
             outcome = row.get(f"outcome_{threshold}")
             axes[r, c].set_title(f"{method}\n{row['score']:.3g}" + (f" · {outcome}" if isinstance(outcome, str) else ""),
                                  fontsize=8)
-            axes[r, c].axis("off")
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label=SCALE_LABEL)
     return fig
@@ -127,28 +136,27 @@ def plot_per_type_heatmap(per_type: pd.DataFrame, metric: str = "image_auroc") -
 
 
 def case_figure(results: ResultSet, image_id: int, highlight: str | None = None, threshold: str = "f1") -> plt.Figure:
-    """One case in full: the image and its ground truth, then every method's map on one colour scale,
-    titled with score, score rank and outcome (the highlighted method in bold). The browser's picture."""
+    """One case in full: the image and its ground truth, then every method's map over the image on one
+    colour scale, titled with score, score rank and outcome (the highlighted method in bold). The
+    browser's picture."""
     methods = results.methods
     table = results.table.set_index(["method", "image_id"])
     mask = results.mask(image_id)
     fig, axes = plt.subplots(1, len(methods) + 2, figsize=(2.5 * (len(methods) + 2), 2.9))
     sample = results.samples[image_id]
-    overlay_mask(axes[0], results.image(image_id), mask, f"{sample.defect_type}: {sample.stem}"[:32])
+    image = results.image(image_id)
+    overlay_mask(axes[0], image, mask, f"{sample.defect_type}: {sample.stem}"[:32])
     axes[1].imshow(mask if mask is not None else np.zeros((results.image_size,) * 2), cmap="gray", vmin=0, vmax=1)
     axes[1].set_title("ground truth" if mask is not None else "ground truth unknown", fontsize=8)
     axes[1].axis("off")
     im = None
     for ax, method in zip(axes[2:], methods):
         row = table.loc[(method, image_id)]
-        im = ax.imshow(results.scaled_map(method, image_id), cmap="inferno", vmin=0, vmax=SCALE_MAX)
-        if mask is not None and mask.any():
-            ax.contour(mask.astype(float), levels=[0.5], colors="#00e5ff", linewidths=0.8)
+        im = overlay_map(ax, image, results.scaled_map(method, image_id), mask)
         outcome = row.get(f"outcome_{threshold}")
         ax.set_title(f"{method}: {row['score']:.3g} (rank {row['score_rank']:.2f})"
                      + (f"\n{outcome}" if isinstance(outcome, str) else ""), fontsize=8,
                      fontweight="bold" if method == highlight else "normal")
-        ax.axis("off")
     if im is not None:
         fig.colorbar(im, ax=list(axes[2:]), shrink=0.8, label="map / pixel threshold")
     return fig

@@ -20,8 +20,6 @@ Taught in ``notebooks/06_failure_case_analysis.ipynb``.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -34,7 +32,7 @@ from exdd_lab.data.records import Sample
 from exdd_lab.errors import ExddError
 from exdd_lab.methods.base import Prediction
 from exdd_lab.metrics import PixelHistogram, auroc, f1_max, normal_only_threshold
-from exdd_lab.storage import atomic_write
+from exdd_lab.storage import atomic_path, atomic_write
 
 THRESHOLD_KINDS = ("f1", "normal_only")
 OUTCOMES = ("TP", "FP", "TN", "FN")
@@ -128,14 +126,8 @@ class ResultSet:
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(folder / f"{name}.csv", "w") as handle:
             self.table.to_csv(handle, index=False)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".parquet.tmp")
-        os.close(fd)
-        try:
+        with atomic_path(folder / f"{name}.parquet") as tmp:
             self.table.to_parquet(tmp, index=False)
-            os.replace(tmp, folder / f"{name}.parquet")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return [folder / f"{name}.csv", folder / f"{name}.parquet"]
 
 

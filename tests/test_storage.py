@@ -29,3 +29,24 @@ def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
 
 def test_stable_hash_ignores_key_order():
     assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1}) != stable_hash({"a": 1, "b": 3})
+
+
+def test_atomic_path_moves_into_place_or_leaves_nothing(tmp_path):
+    import os
+
+    import pytest
+
+    from exdd_lab.storage import atomic_path
+
+    target = tmp_path / "t.bin"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask, "usual permissions, not mkstemp's 0600"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["t.bin"]

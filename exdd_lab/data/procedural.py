@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from exdd_lab.data.layouts import load_mvtec
-from exdd_lab.data.records import DefectDataset
+from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.data.surfaces import MATERIAL_DEFECTS, MATERIALS, add_defect, render_surface, to_uint8
 from exdd_lab.storage import atomic_directory, atomic_write_json, cache_root, stable_hash
 
@@ -73,21 +73,32 @@ def procedural_dataset(
     image_size: int = 256,
     seed: int = 0,
     root: str | Path | None = None,
+    n_val_good: int = 40,
 ) -> DefectDataset:
     """The default dataset: rendered on first use into the cache, then reused.
 
-    The folder name encodes every parameter, so different settings never collide and the same
-    settings are rendered only once.
+    Besides the MVTec-layout category it renders ``n_val_good`` further normal images into
+    ``extra["val_good"]`` (held out from training and testing, as MTD's are), so normal-only
+    thresholds work on the default too. The folder name encodes every parameter, so different
+    settings never collide and the same settings are rendered only once.
     """
     params = [material, n_train, n_test_good, n_test_defect, image_size, seed]
+    if n_val_good:
+        params.append(n_val_good)
     base = Path(root) if root else cache_root() / "procedural"
     folder = base / f"{material}-{stable_hash(params, 10)}"
     if not (folder / material / "generator.json").is_file():
         with atomic_directory(folder) as tmp:
             write_procedural_dataset(tmp, material, n_train, n_test_good, n_test_defect, image_size, seed)
+            (tmp / "val_good").mkdir()
+            for i in range(n_val_good):
+                Image.fromarray(to_uint8(render_surface(material, _seed(seed, "val", i), image_size))).save(
+                    tmp / "val_good" / f"{i:03d}.png", compress_level=1)
     ds = load_mvtec(folder / material)
     ds.name = f"procedural-{material}"
     ds.layout = "procedural"
     ds.split_info = {"protocol": "procedural (exdd_lab.data.surfaces)", "seed": seed, "material": material,
-                     "image_size": image_size}
+                     "image_size": image_size, "n_val_good": n_val_good}
+    if n_val_good:
+        ds.extra["val_good"] = [Sample(p, 0) for p in sorted((folder / "val_good").glob("*.png"))]
     return ds
