@@ -60,8 +60,9 @@ def disagreements(table: pd.DataFrame, threshold: str = "f1", k: int | None = No
     ``decision_<method>`` and ``rank_<method>`` show each method's view.
     """
     _check_threshold(table, threshold)
-    decisions = table.pivot(index="image_id", columns="method", values=f"decision_{threshold}").astype(int)
-    ranks = table.pivot(index="image_id", columns="method", values="score_rank")
+    decisions = table.pivot(index="image_id", columns="method", values=f"decision_{threshold}")
+    decisions = decisions.dropna(axis=1, how="all").astype(int)  # methods without this threshold take no part
+    ranks = table.pivot(index="image_id", columns="method", values="score_rank")[decisions.columns]
     info = table.drop_duplicates("image_id").set_index("image_id")[["stem", "label", "defect_type", "image_path"]]
     split = decisions.nunique(axis=1) > 1
     out = info.loc[split].copy()

@@ -21,7 +21,7 @@ from exdd_lab.plots import MASK_COLOUR, overlay_mask
 from exdd_lab.results import ResultSet
 
 SCALE_MAX = 2.0  # colour scale of threshold-scaled maps: 0 .. twice the threshold
-SCALE_LABEL = "map in units of the method's pixel threshold (1 = threshold)"
+SCALE_LABEL = "map / pixel threshold (1 = flagged)"
 THRESHOLD_STYLES = {"f1": ("--", "F1-optimal"), "normal_only": (":", "normal-only")}
 
 

@@ -142,3 +142,11 @@ def test_results_are_saved_as_csv_and_parquet(case, tmp_path):
     assert len(csv) == len(parquet) == 16
     assert list(parquet["outcome_f1"]) == list(results.table["outcome_f1"])
     assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_disagreements_leave_out_methods_without_the_threshold(case):
+    samples, predictions = case
+    table = build_results(samples, predictions, normal_scores={"A": np.array([0.1, 0.2, 0.3, 0.4, 0.5])},
+                          normal_quantile=0.5).table
+    d = disagreements(table, "normal_only")  # only A has a normal-only threshold: nothing to disagree with
+    assert d.empty and "decision_B" not in d.columns
