@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # which trains the DDPM and sweeps synthetic-defect counts (an hour or more on two cores with MTD).
 RUN_ARGS ?= --fast
 
-.PHONY: setup run test test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher clean-cache
+.PHONY: setup run test test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-sequence clean-cache
 
 setup: $(STAMP)
 
@@ -53,6 +53,10 @@ bench-dual-banks: setup
 
 bench-student-teacher: setup
 	$(PY) benchmarks/student_teacher.py $(BENCH_ARGS)
+
+## The whole notebook sequence against its targets (small <= 10 min, full <= 60 min): BENCH_ARGS="--full --data ../shared/data/mtd --layout mtd"
+bench-sequence: setup
+	$(PY) benchmarks/notebook_sequence.py $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf $${EXDD_LAB_CACHE:-$$HOME/.cache/exdd_lab}

@@ -51,10 +51,12 @@ def execute_notebook(
     notebook: str | Path,
     output: str | Path,
     parameters: dict | None = None,
-    timeout: int = 1800,
+    timeout: int | None = 1800,
     progress: bool = False,
 ) -> float:
     """Run a notebook headlessly with papermill (cwd = its folder). Returns seconds taken.
+
+    ``timeout`` limits each cell (seconds; ``None``: no limit, for full-mode runs whose sweeps take long).
 
     Raises papermill's ``PapermillExecutionError`` naming the failing cell if a cell fails. The kernel
     sees ``EXDD_LAB_HEADLESS=1``, so notebooks draw static figures where a person would get widgets.

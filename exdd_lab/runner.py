@@ -59,7 +59,7 @@ def run_notebooks(
         entry = {"notebook": nb.name, "executed": f"{nb.stem}.ipynb"}
         try:
             entry["seconds"] = round(execute_notebook(nb, run_dir / nb.name, dict(params, metrics_path=str(metrics_file)),
-                                                      progress=progress), 1)
+                                                      timeout=1800 if fast else None, progress=progress), 1)
             entry["metrics"] = json.loads(metrics_file.read_text())
             entry["status"] = "ok"
             log(f"[{i}/{len(books)}] {nb.name} done in {entry['seconds']} s "
