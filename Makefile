@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.exdd-installed
 MTD    := ../shared/data/mtd
 PYTEST_ARGS ?=
 # The main job runs every notebook in its small mode (minutes); RUN_ARGS= (empty) runs the full mode,
-# which trains the DDPM and sweeps synthetic-defect counts (an hour or more on two cores with MTD).
+# which trains the DDPM and the student-teacher and sweeps synthetic-defect counts (about an hour from an empty cache on MTD).
 RUN_ARGS ?= --fast
 
 .PHONY: setup run test test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-sequence clean-cache
