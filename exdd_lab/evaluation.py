@@ -63,15 +63,10 @@ def run_evaluation(method: Detector, dataset: DefectDataset, out_dir: str | Path
     """Fit, predict, measure, and (with ``out_dir``) write ``metrics.json`` and ``scores.csv``."""
     if not dataset.train:
         raise ValueError(f"dataset {dataset.name} has no training images")
-    start = time.perf_counter()
-    method.fit(dataset.train, progress=progress)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    prediction = method.predict(dataset.test, progress=progress)
-    predict_s = time.perf_counter() - start
-    held_out = dataset.extra.get("val_good", [])
-    normal_scores = method.predict(held_out, keep_maps=False).scores if held_out else None
-    return finish_evaluation(method, dataset, prediction, fit_s, predict_s, normal_scores, out_dir, seed, normal_quantile)
+    predictions, normal_scores, timings = predict_split({method.name: method}, dataset, progress)
+    return finish_evaluation(method, dataset, predictions[method.name], timings[method.name]["fit_s"],
+                             timings[method.name]["predict_s"], normal_scores.get(method.name), out_dir, seed,
+                             normal_quantile)
 
 
 def finish_evaluation(method: Detector, dataset: DefectDataset, prediction: Prediction, fit_s: float, predict_s: float,
