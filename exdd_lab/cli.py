@@ -28,6 +28,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _dataset_args(args: argparse.Namespace) -> tuple[str, str]:
+    if args.data != "procedural" and args.layout == "procedural":
+        raise ExddError(f"--data {args.data} was given with --layout procedural, which makes its own images and would ignore it",
+                        f"read the folder with its layout (--layout {' | '.join(LAYOUT_CHOICES[1:])}), or drop --data")
     if args.data == "procedural":
         return "procedural", "procedural"
     if not args.layout:
@@ -37,11 +40,50 @@ def _dataset_args(args: argparse.Namespace) -> tuple[str, str]:
     return str(Path(args.data).resolve()), args.layout
 
 
+def _writable_out(path: str | Path) -> Path:
+    """Check that ``--out`` can be written *before* anything is fitted (a lost fit costs minutes)."""
+    import tempfile
+
+    out = Path(path)
+    existed = out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".exdd-write-check-"):
+            pass
+    except OSError as exc:
+        raise ExddError(f"cannot write to --out {out}: {exc.strerror or exc}",
+                        "choose a folder you can write to, on a disk with free space") from None
+    if not existed:
+        out.rmdir()  # the check leaves nothing behind; the command makes the folder when it writes
+    return out
+
+
+def _load(args: argparse.Namespace, data: str, layout: str):
+    """The dataset of ``--data/--layout/--category/--seed``, padded to squares with ``--keep-aspect``."""
+    from exdd_lab.data import letterboxed, load_dataset
+
+    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    return letterboxed(ds) if getattr(args, "keep_aspect", False) else ds
+
+
+def _training_split(ds) -> None:
+    if not ds.train:
+        raise ExddError(f"{ds.name} has no training images (its train split is empty)",
+                        "every method fits on normal training images: check the layout with `exdd-lab datasets`")
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is outside (0, 1]: give a share such as 0.01 (1%) or 0.1")
+    return value
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from exdd_lab.data import load_dataset, validate_dataset
 
     data, layout = _dataset_args(args)
-    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    ds = _load(args, data, layout)
     print(f"dataset: {ds.name}  layout: {ds.layout}  root: {ds.root}")
     print(f"split: {ds.split_info}")
     print(ds.summary().to_string(index=False))
@@ -83,9 +125,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from exdd_lab.seeding import seed_everything
 
     data, layout = _dataset_args(args)
+    _writable_out(args.out)
+    if args.save_model and Path(args.save_model).exists():
+        raise ExddError(f"--save-model {args.save_model} already exists", "save to a new folder (detectors are never overwritten)")
     check_backbone_name(args.backbone)
     seed_everything(args.seed)
-    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    ds = _load(args, data, layout)
+    _training_split(ds)
     features = FeatureConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size)
     options = {"coreset": args.coreset, "seed": args.seed, "image_score": args.image_score, "sigma": args.sigma,
                "coreset_method": args.coreset_method}
@@ -161,9 +207,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if unknown or not names:
         raise ExddError(f"unknown method(s) {', '.join(unknown) or '(none given)'}", f"--methods takes a comma list of {', '.join(METHODS)}")
     data, layout = _dataset_args(args)
+    _writable_out(args.out)
     check_backbone_name(args.backbone)
     seed_everything(args.seed)
-    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    ds = _load(args, data, layout)
+    _training_split(ds)
     if args.held_out > 0:
         ds = ds.with_held_out_normals(args.held_out, seed=args.seed)
     features = FeatureConfig(backbone=args.backbone, image_size=args.image_size)
@@ -218,6 +266,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from exdd_lab.evaluation import score_folder
     from exdd_lab.methods.registry import load_detector
 
+    _writable_out(args.out)
     model = load_detector(args.model)
     table = score_folder(model, args.images, Path(args.out) / "scores.csv", args.threshold)
     print(table.sort_values("score", ascending=False).head(10).to_string(index=False))
@@ -236,11 +285,11 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise ExddError(f"{out} already exists and is not empty", "choose a new --out folder, or delete the old set")
+    _writable_out(out)
     seed_everything(args.seed)
     ds = load_dataset(data, layout, args.category or None, seed=args.seed)
-    if not ds.train:
-        raise ExddError(f"{ds.name} has no training normals to synthesise on", "check the dataset layout (exdd-lab datasets)")
-    config = DdpmConfig(train_steps=args.ddpm_steps, image_size=args.image_size, seed=args.seed)
+    _training_split(ds)
+    config = DdpmConfig(train_steps=args.ddpm_steps or DdpmConfig.train_steps, image_size=args.image_size, seed=args.seed)
     start = time.perf_counter()
     generator = build_generator(args.generator, ds.train, args.model_dir, ddpm_config=config)
     ready = time.perf_counter()
@@ -263,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("datasets", help="print a dataset's summary and check every image and mask")
     _add_data_args(p)
+    p.add_argument("--keep-aspect", action="store_true",
+                   help="pad images (and masks) to squares instead of stretching them to the square input size")
     p.set_defaults(func=cmd_datasets)
     p = sub.add_parser("run", help="the main job: execute the notebooks headlessly, write runs/<id>/")
     _add_data_args(p)
@@ -272,11 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("evaluate", help="fit a method on the training normals, score the test split, write metrics.json + scores.csv")
     _add_data_args(p)
+    p.add_argument("--keep-aspect", action="store_true",
+                   help="pad images (and masks) to squares instead of stretching them to the square input size")
     p.add_argument("--method", default="patchcore", help="detection method (default patchcore)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone name")
     p.add_argument("--weights", default="imagenet", help="imagenet (resolved offline), random, or a weights file")
     p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--coreset", type=float, default=0.01, help="share of normal patches kept in the bank (default 0.01)")
+    p.add_argument("--coreset", type=_ratio, default=0.01, help="share of normal patches kept in the bank (default 0.01)")
     p.add_argument("--coreset-method", choices=("two-stage", "exact"), default="two-stage",
                    help="two-stage greedy (fast, default) or the textbook greedy (15-20x slower; same AUROC within seed spread)")
     p.add_argument("--image-score", choices=("max", "max_patch", "reweighted"), default="max",
@@ -309,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="several methods on one split: metrics per method, the per-image results "
                                        "table, failure ranking, disagreements and a gallery of failure cases")
     _add_data_args(p)
+    p.add_argument("--keep-aspect", action="store_true",
+                   help="pad images (and masks) to squares instead of stretching them to the square input size")
     p.add_argument("--methods", default="patchcore,exdd,student-teacher", help="comma list (default: all three)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone name")
     p.add_argument("--image-size", type=int, default=256)
@@ -340,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ldm only: a local diffusers inpainting pipeline folder ('tiny' = a tiny random one, code path only)")
     p.add_argument("--n", type=int, default=100, help="number of defects (default 100, ExDD's best count)")
     p.add_argument("--image-size", type=int, default=256, help="defects are made at this square size (default 256)")
-    p.add_argument("--ddpm-steps", type=int, default=1500, help="ddpm only: training steps (default 1500)")
+    p.add_argument("--ddpm-steps", type=int, default=None,
+                   help="ddpm only: training steps (default: DdpmConfig.train_steps, 2500)")
     p.add_argument("--out", required=True, help="new folder for the set")
     p.set_defaults(func=cmd_synthesize)
     return parser

@@ -33,11 +33,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from exdd_lab.errors import SettingsError
+
 
 def coreset_size(n: int, ratio: float) -> int:
     """How many items a ``ratio`` keeps of ``n`` (at least 1)."""
     if not 0 < ratio <= 1:
-        raise ValueError(f"coreset ratio must be in (0, 1], got {ratio}")
+        raise SettingsError(f"coreset ratio {ratio} is outside (0, 1]",
+                            "give the share of patches to keep, e.g. --coreset 0.01 (1%) or 0.1 (10%)")
     return max(1, int(round(n * ratio)))
 
 

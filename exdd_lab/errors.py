@@ -15,6 +15,10 @@ class ExddError(Exception):
         super().__init__(f"{what}\n  fix: {fix}" if fix else what)
 
 
+class SettingsError(ExddError, ValueError):
+    """A knob has a value outside its range (a coreset ratio of 0, a negative count)."""
+
+
 class DatasetError(ExddError, ValueError):
     """A dataset folder is missing, malformed or empty."""
 

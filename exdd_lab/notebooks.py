@@ -8,19 +8,18 @@ metrics JSON with ``tests/reference/notebook_metrics.json`` within the tolerance
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from exdd_lab.references import build_references, compare_metrics, load_spread_runs  # noqa: F401 (re-exported)
 from exdd_lab.storage import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 REFERENCE_FILE = REPO_ROOT / "tests" / "reference" / "notebook_metrics.json"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
-DEFAULT_ABS_TOL = 1e-3
-DEFAULT_REL_TOL = 1e-3
 
 
 def list_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -40,10 +39,17 @@ def artefact_dir(metrics_path: str | Path = "") -> Path:
     return Path(metrics_path).parent if metrics_path else default_metrics_path("x").parent
 
 
-def save_notebook_metrics(name: str, metrics: dict, path: str | Path = "") -> Path:
-    """Write a notebook's key numbers (the last cell of every notebook). Returns the path."""
+def save_notebook_metrics(name: str, metrics: dict, path: str | Path = "", dataset=None) -> Path:
+    """Write a notebook's key numbers (the last cell of every notebook). Returns the path.
+
+    With ``dataset`` (the split the numbers were measured on), its test composition is recorded too
+    (``n_test_defect``, ``n_test_good``): the regression harness sets image-level chance floors from it."""
     target = Path(path) if path else default_metrics_path(name)
-    atomic_write_json(target, {"notebook": name, **metrics})
+    composition = {}
+    if dataset is not None:
+        labels = [s.label for s in dataset.test]
+        composition = {"n_test_defect": int(sum(labels)), "n_test_good": len(labels) - int(sum(labels))}
+    atomic_write_json(target, {"notebook": name, **composition, **metrics})
     return target
 
 
@@ -53,10 +59,13 @@ def execute_notebook(
     parameters: dict | None = None,
     timeout: int | None = 1800,
     progress: bool = False,
+    env: dict[str, str] | None = None,
 ) -> float:
     """Run a notebook headlessly with papermill (cwd = its folder). Returns seconds taken.
 
     ``timeout`` limits each cell (seconds; ``None``: no limit, for full-mode runs whose sweeps take long).
+    ``env``: extra environment variables for the kernel (the harness pins the numeric path with
+    :func:`exdd_lab.numerics.harness_environment`).
 
     Raises papermill's ``PapermillExecutionError`` naming the failing cell if a cell fails. The kernel
     sees ``EXDD_LAB_HEADLESS=1``, so notebooks draw static figures where a person would get widgets.
@@ -65,63 +74,31 @@ def execute_notebook(
 
     notebook = Path(notebook)
     start = time.perf_counter()
-    previous = os.environ.get("EXDD_LAB_HEADLESS")
-    os.environ["EXDD_LAB_HEADLESS"] = "1"  # the kernel inherits this process's environment
-    try:
+    with kernel_environment({**(env or {}), "EXDD_LAB_HEADLESS": "1"}):  # the kernel inherits os.environ
         pm.execute_notebook(
             str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
             kernel_name="python3", language="python", progress_bar=progress, execution_timeout=timeout, log_output=False,
         )
-    finally:
-        if previous is None:
-            os.environ.pop("EXDD_LAB_HEADLESS", None)
-        else:
-            os.environ["EXDD_LAB_HEADLESS"] = previous
     return time.perf_counter() - start
 
 
-def compare_metrics(actual: dict, reference: dict) -> list[str]:
-    """Differences between a notebook's metrics and its reference, one readable line each.
-
-    ``reference`` maps metric name to ``{"value": v, "abs_tol": a, "rel_tol": r}``; numbers pass when
-    ``|actual - v| <= max(a, r * |v|)``; strings and lists must be equal. Missing metrics fail.
-    """
-    problems = []
-    for key, ref in sorted(reference.items()):
-        if key not in actual:
-            problems.append(f"{key}: missing (reference {ref['value']!r})")
-            continue
-        got, want = actual[key], ref["value"]
-        if isinstance(want, (int, float)) and not isinstance(want, bool):
-            if not isinstance(got, (int, float)) or isinstance(got, bool) or not math.isfinite(float(got)):
-                problems.append(f"{key}: {got!r} is not a finite number (reference {want})")
-                continue
-            tol = max(ref.get("abs_tol", DEFAULT_ABS_TOL), ref.get("rel_tol", DEFAULT_REL_TOL) * abs(want))
-            if abs(float(got) - float(want)) > tol:
-                problems.append(f"{key}: {got} differs from reference {want} by more than {tol:.3g}")
-        elif got != want:
-            problems.append(f"{key}: {got!r} != reference {want!r}")
-    return problems
+@contextmanager
+def kernel_environment(variables: dict[str, str]):
+    """Set environment variables for the duration of a block (a kernel started inside inherits them)."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def load_references(path: Path = REFERENCE_FILE) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def reference_entry(metrics: dict, previous: dict | None = None) -> dict:
-    """Turn a metrics dict into reference entries, keeping tolerances already chosen for a metric."""
-    previous = previous or {}
-    entry = {}
-    for key, value in metrics.items():
-        if key == "notebook" or key.startswith("timing_"):  # timings are reported, never compared
-            continue
-        old = previous.get(key, {})
-        item = {"value": value}
-        if isinstance(value, float):
-            item["abs_tol"] = old.get("abs_tol", DEFAULT_ABS_TOL)
-            item["rel_tol"] = old.get("rel_tol", DEFAULT_REL_TOL)
-        entry[key] = item
-    return entry
 
 
 def strip_outputs(nb_path: str | Path, executed: str | Path | None = None) -> None:
@@ -166,23 +143,47 @@ def reference_runs() -> dict[str, dict]:
     return runs
 
 
-def update_references(notebooks: list[Path] | None = None, out_dir: Path | None = None) -> Path:
-    """Re-execute every notebook for every reference run; rewrite the reference file and the
-    committed check-cell outputs. A deliberate act: run ``make references`` and review the diff."""
-    import tempfile
-
-    refs = load_references()
-    work = Path(out_dir or tempfile.mkdtemp(prefix="exdd-refs-"))
+def run_reference_set(out_dir: Path, env: dict[str, str] | None = None,
+                      notebooks: list[Path] | None = None) -> dict[str, dict[str, dict]]:
+    """Execute every notebook for every reference run into ``out_dir`` (executed notebooks and their
+    metrics JSON side by side). Returns ``{notebook: {run: metrics}}``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, dict]] = {}
     for nb in notebooks or list_notebooks():
         for run_name, params in reference_runs().items():
-            metrics_file = work / f"{nb.stem}.{run_name}.json"
-            executed = work / f"{nb.stem}.{run_name}.ipynb"
+            metrics_file = out_dir / f"{nb.stem}.{run_name}.json"
             print(f"executing {nb.name} on {run_name} ...", flush=True)
-            execute_notebook(nb, executed, dict(params, metrics_path=str(metrics_file)))
-            metrics = json.loads(metrics_file.read_text())
-            old = refs.get(nb.stem, {}).get(run_name, {})
-            refs.setdefault(nb.stem, {})[run_name] = reference_entry(metrics, old)
-            if run_name == "procedural":  # the committed defaults: nbval re-checks these outputs
-                strip_outputs(nb, executed)
-    atomic_write_json(REFERENCE_FILE, refs)
+            seconds = execute_notebook(nb, out_dir / f"{nb.stem}.{run_name}.ipynb",
+                                       dict(params, metrics_path=str(metrics_file)), env=env)
+            print(f"  {seconds:.0f} s", flush=True)
+            results.setdefault(nb.stem, {})[run_name] = json.loads(metrics_file.read_text())
+    return results
+
+
+SPREAD_DIR = REPO_ROOT / "runs" / "numeric-spread"
+
+
+def update_references(spread_dir: Path = SPREAD_DIR, pinned: str | None = None) -> Path:
+    """Rewrite the reference file and the committed check-cell outputs from measured numeric paths.
+
+    ``spread_dir`` holds the runs of ``benchmarks/numeric_spread.py`` (one folder per instruction-set cap
+    and thread count); the values come from ``pinned`` (default: the harness's cap with 2 threads), the
+    tolerances from the spread over all of them. Without any measured path, the notebooks are executed
+    once on the harness's path (no spread recorded). A deliberate act: run ``make references`` and
+    review the diff."""
+    import tempfile
+
+    from exdd_lab.numerics import harness_environment
+
+    pinned = pinned or f"{os.environ.get('EXDD_LAB_ISA', 'avx2')}-t2"
+    paths = load_spread_runs(spread_dir)
+    if pinned not in paths:
+        work = Path(tempfile.mkdtemp(prefix="exdd-refs-")) / pinned
+        run_reference_set(work / "metrics", harness_environment())
+        paths = {pinned: load_spread_runs(work.parent)[pinned]}
+        spread_dir = work.parent
+    atomic_write_json(REFERENCE_FILE, build_references(paths, pinned))
+    for nb in list_notebooks():  # the committed defaults (procedural): nbval re-checks these outputs
+        strip_outputs(nb, Path(spread_dir) / pinned / "metrics" / f"{nb.stem}.procedural.ipynb")
     return REFERENCE_FILE

@@ -68,7 +68,7 @@ def _masks(samples: Sequence[Sample], image_size: int) -> list[np.ndarray | None
     out = []
     for s in samples:
         if s.mask_path:
-            out.append(load_mask(s.mask_path, size=image_size))
+            out.append(load_mask(s.mask_path, size=image_size, image_path=s.image_path))
         else:
             out.append(None if s.is_defect else np.zeros((image_size, image_size), bool))
     return out

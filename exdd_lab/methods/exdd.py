@@ -34,11 +34,12 @@ from tqdm.auto import tqdm
 from exdd_lab.coreset import coreset_size, greedy_coreset
 from exdd_lab.data.imageio import load_image, load_mask, load_masks
 from exdd_lab.data.records import Sample
-from exdd_lab.errors import ExddError
+from exdd_lab.errors import ExddError, SettingsError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
 from exdd_lab.features.patch_labels import patch_labels
 from exdd_lab.memory import BankError, MemoryBank
 from exdd_lab.methods.base import Prediction
+from exdd_lab.methods.persistence import check_format, format_header, settings_from_saved
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.ratio import bank_support, exdd_image_score, neighbourhood_weights, ratio_scores
 from exdd_lab.scoring import anomaly_maps, max_score
@@ -81,13 +82,13 @@ def positive_patches(extractor: PatchFeatureExtractor, defects: Sequence[Sample]
         for start in tqdm(range(0, len(defects), 64), desc="positive bank", disable=not progress):
             part = defects[start : start + 64]
             f = extractor.extract([s.image_path for s in part], settings.batch_size)
-            keep = patch_labels(load_masks([s.mask_path for s in part], size=size), g, settings.min_mask_fraction)
+            keep = patch_labels(load_masks([s.mask_path for s in part], size=size, image_paths=[s.image_path for s in part]), g, settings.min_mask_fraction)
             n, y, x = np.nonzero(keep)
             feats.append(f[torch.from_numpy(keep)])
             sources.append(np.stack([n + start, y, x] + [np.full_like(n, v) for v in (0, size, 0, size)], 1))
     elif settings.positive_patches == "crop":
         for i, s in enumerate(tqdm(defects, desc="positive bank (crops)", disable=not progress)):
-            image, mask = load_image(s.image_path, size), load_mask(s.mask_path, size=size)
+            image, mask = load_image(s.image_path, size), load_mask(s.mask_path, size=size, image_path=s.image_path)
             if not mask.any():
                 continue
             ys, xs = np.nonzero(mask)
@@ -122,7 +123,7 @@ class ExDD:
                  defects: Sequence[Sample] = (), extractor: PatchFeatureExtractor | None = None) -> None:
         self.settings = settings or ExddSettings()
         if self.settings.image_score not in ("max", "exdd"):
-            raise ValueError(f"image_score must be 'max' or 'exdd', not {self.settings.image_score!r}")
+            raise SettingsError(f"unknown ExDD image score {self.settings.image_score!r}", "use 'max' (default) or 'exdd'")
         self.extractor = extractor or PatchFeatureExtractor(features or FeatureConfig())
         self.defects = list(defects)
         self.negative: MemoryBank | None = None
@@ -273,7 +274,7 @@ class ExDD:
                 handle.write(save({"negative": torch.from_numpy(self.negative_sources),
                                    "positive": torch.from_numpy(self.positive_sources)}))
             (tmp / "exdd.json").write_text(json.dumps({
-                "settings": asdict(self.settings), "features": asdict(self.extractor.config),
+                **format_header(self.name), "settings": asdict(self.settings), "features": asdict(self.extractor.config),
                 "metadata": self.feature_metadata(), "train_paths": self.train_paths,
                 "defects": [s.to_dict() for s in self.defects]}, indent=2, default=str))
         return folder
@@ -285,12 +286,14 @@ class ExDD:
         if not (folder / "exdd.json").is_file():
             raise ExddError(f"{folder} holds no saved ExDD detector (exdd.json missing)", "save one with detector.save(folder)")
         blob = json.loads((folder / "exdd.json").read_text())
+        check_format(blob, folder)
         features = blob["features"]
         features["layers"] = tuple(features["layers"]) if features.get("layers") else features.get("layers")
-        extractor = extractor or PatchFeatureExtractor(FeatureConfig(**features))
+        extractor = extractor or PatchFeatureExtractor(settings_from_saved(FeatureConfig, features, folder, "feature settings", blob))
         defects = [Sample(Path(d["image_path"]), d["label"], d["defect_type"], Path(d["mask_path"]) if d["mask_path"] else None)
                    for d in blob["defects"]]
-        model = cls(settings=ExddSettings(**blob["settings"]), defects=defects, extractor=extractor)
+        model = cls(settings=settings_from_saved(ExddSettings, blob["settings"], folder, "ExDD settings", blob),
+                    defects=defects, extractor=extractor)
         expect = model.feature_metadata()
         model.negative = MemoryBank.load(folder / "negative", expect)
         model.positive = MemoryBank.load(folder / "positive", expect)

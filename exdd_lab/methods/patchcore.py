@@ -17,6 +17,7 @@ from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
 from tqdm.auto import tqdm
 
 from exdd_lab.coreset import StreamingCoreset, coreset_size, greedy_coreset
+from exdd_lab.errors import DatasetError, SettingsError
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
 from exdd_lab.scoring import anomaly_maps, max_score, reweighting_factor
@@ -69,13 +70,14 @@ class PatchCore:
         """Stream the training images in groups of ``chunk_images``: features -> first coreset stage;
         then the final stage. Memory stays at one group plus the candidates, whatever the set size."""
         if not train:
-            raise ValueError("PatchCore.fit needs at least one normal training image")
+            raise DatasetError("PatchCore has no training images to fit on (the train split is empty)",
+                               "check the dataset's train split with `exdd-lab datasets --data DIR --layout LAYOUT`")
         st, g = self.settings, self.extractor.grid_size
         n_total = len(train) * g * g
         if st.coreset_method == "exact":
             return self._fit_exact(train, progress)
         if st.coreset_method != "two-stage":
-            raise ValueError(f"coreset_method must be 'two-stage' or 'exact', not {st.coreset_method!r}")
+            raise SettingsError(f"unknown coreset method {st.coreset_method!r}", "use 'two-stage' (default) or 'exact'")
         stream = StreamingCoreset(n_total, coreset_size(n_total, st.coreset_ratio), self.extractor.feature_dim,
                                   st.coreset_projection, st.seed)
         for group in tqdm(self._groups(train, st.chunk_images), desc="fit", unit="group", disable=not progress):

@@ -22,8 +22,9 @@ import torch
 
 from exdd_lab.data.imageio import load_image
 from exdd_lab.data.records import DefectDataset, Sample
-from exdd_lab.errors import ExddError
+from exdd_lab.errors import DatasetError, ExddError
 from exdd_lab.methods.base import Prediction
+from exdd_lab.methods.persistence import check_format, format_header, settings_from_saved
 from exdd_lab.scoring import anomaly_maps, top_k_mean
 from exdd_lab.storage import atomic_directory, atomic_write, cache_root, file_digest, stable_hash
 from exdd_lab.student_teacher.inference import anomaly_grids
@@ -97,7 +98,8 @@ class StudentTeacher:
 
     def fit(self, train: Sequence[Sample], progress: bool = False) -> StudentTeacher:
         if not train:
-            raise ExddError("the student-teacher needs at least one normal training image", "check the dataset's train split")
+            raise DatasetError("the student-teacher has no training images to fit on (the train split is empty)",
+                               "check the dataset's train split with `exdd-lab datasets --data DIR --layout LAYOUT`")
         defects = self.training_defects(train, progress)
         folder = self.cache_folder(train, defects) if self.settings.cache else None
         n_images = len({str(s.image_path) for s in train} | set(defect_sources(defects))) + len(defects.test)
@@ -166,7 +168,7 @@ class StudentTeacher:
             with atomic_write(tmp / "weights.safetensors") as handle:
                 handle.write(save(tensors))
             (tmp / "student_teacher.json").write_text(json.dumps({
-                "method": self.name, "config": self.config.to_dict(), "settings": asdict(self.settings),
+                **format_header(self.name), "config": self.config.to_dict(), "settings": asdict(self.settings),
                 "step": self.model.step, "seconds": self.model.seconds, "synthesis": self.synthesis_info,
                 "teacher_weights": self.teacher.weights_source.description}, indent=2, default=str))
         return folder
@@ -181,7 +183,10 @@ class StudentTeacher:
             raise ExddError(f"{folder} holds no saved student-teacher (student_teacher.json missing)",
                             "save one with detector.save(folder) or `exdd-lab evaluate --method student-teacher --save-model DIR`")
         blob = json.loads((folder / "student_teacher.json").read_text())
-        detector = cls(StudentTeacherConfig.from_dict(blob["config"]), StudentTeacherSettings(**blob["settings"]))
+        check_format(blob, folder)
+        config = dict(blob["config"], teacher_layers=tuple(blob["config"].get("teacher_layers", ())))
+        detector = cls(settings_from_saved(StudentTeacherConfig, config, folder, "student-teacher config", blob),
+                       settings_from_saved(StudentTeacherSettings, blob["settings"], folder, "student-teacher settings", blob))
         student, head = build_networks(detector.teacher, detector.config)
         tensors = load_file(folder / "weights.safetensors")
         student.load_state_dict({k[len("student."):]: v for k, v in tensors.items() if k.startswith("student.")})

@@ -141,7 +141,7 @@ def build_training_data(normals: Sequence[Sample], defects: DefectDataset | None
         if s.mask_path is None:
             raise DatasetError(f"synthetic defect {s.image_path} has no mask", "re-create the synthetic set")
         images.append(image)
-        masks.append(load_mask(s.mask_path, size=image_size))
+        masks.append(load_mask(s.mask_path, size=image_size, image_path=s.image_path))
     target = list(range(len(paths))) + [index[src] for src in sources]
     stacked = torch.from_numpy(np.stack(images))
     return TrainingData(stacked, torch.from_numpy(np.stack(masks)), torch.tensor(target), len(paths),

@@ -57,7 +57,7 @@ def masked_patches(extractor, samples: Sequence[Sample] | Sequence[SyntheticDefe
         feats = extractor.extract([s.image_path for s in samples])
         if all(s.mask_path is None for s in samples):
             return feats.reshape(-1, feats.shape[-1]).numpy()
-        masks = load_masks([s.mask_path for s in samples], size=size)
+        masks = load_masks([s.mask_path for s in samples], size=size, image_paths=[s.image_path for s in samples])
     keep = torch.from_numpy(patch_labels(masks, feats.shape[1], min_fraction))
     return feats[keep].numpy()
 

@@ -1,0 +1,60 @@
+"""What a saved detector says about itself, and the checks that refuse one this version cannot read.
+
+Every saved detector's JSON carries ``format`` (``exdd_lab-detector``), ``format_version`` and the
+``exdd_lab_version`` that wrote it. Loading checks the format version first, then that the saved
+settings are exactly the fields this version's settings classes have: a folder from another version,
+or with settings renamed or added since, is refused with a message that says how to get a usable one,
+instead of a ``TypeError`` from deep inside.
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import TypeVar
+
+from exdd_lab.errors import ExddError
+
+FORMAT = "exdd_lab-detector"
+FORMAT_VERSION = 1
+T = TypeVar("T")
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("exdd_lab")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def format_header(method: str) -> dict:
+    """The fields every saved detector's JSON starts with."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "exdd_lab_version": _package_version(), "method": method}
+
+
+def _refit_hint(blob: dict) -> str:
+    return (f"re-fit and save it with this version (`exdd-lab evaluate --method {blob.get('method', 'METHOD')} "
+            f"--save-model NEW_DIR`), or load it with the exdd_lab version that saved it "
+            f"({blob.get('exdd_lab_version', 'unknown')})")
+
+
+def check_format(blob: dict, folder: str | Path) -> None:
+    """Refuse a saved detector of another format version (or one saved before versions existed)."""
+    saved = blob.get("format_version")
+    if blob.get("format") != FORMAT or saved != FORMAT_VERSION:
+        what = f"format version {saved}" if saved is not None else "no format version (saved before versions existed)"
+        raise ExddError(f"{folder} holds a detector with {what}; this exdd_lab {_package_version()} reads format "
+                        f"version {FORMAT_VERSION}", _refit_hint(blob))
+
+
+def settings_from_saved(cls: type[T], saved: dict, folder: str | Path, what: str, blob: dict) -> T:
+    """``cls(**saved)`` for a settings dataclass, refusing names this version does not have or lacks."""
+    names = {f.name for f in fields(cls)}
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    unknown, missing = sorted(set(saved) - names), sorted(required - set(saved))
+    if unknown or missing:
+        detail = "; ".join(part for part in (f"unknown: {', '.join(unknown)}" if unknown else "",
+                                             f"missing: {', '.join(missing)}" if missing else "") if part)
+        raise ExddError(f"{folder}: the saved {what} do not match this version's ({detail})", _refit_hint(blob))
+    return cls(**saved)

@@ -1,0 +1,52 @@
+"""What the docs say is what the code does: defaults, layouts, versions, formats."""
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from exdd_lab.cli import build_parser
+from exdd_lab.data import load_dataset
+from exdd_lab.data.imageio import IMAGE_SUFFIXES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _help(command: str) -> str:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices[command].format_help()
+
+
+def test_ddpm_steps_default_is_one_number_everywhere():
+    from exdd_lab.synthesis.ddpm import DdpmConfig
+
+    steps = DdpmConfig.train_steps
+    assert build_parser().parse_args(["synthesize", "--generator", "ddpm", "--out", "x"]).ddpm_steps is None  # -> DdpmConfig
+    assert f"DdpmConfig.train_steps, {steps}" in " ".join(_help("synthesize").split())
+    assert f"--ddpm-steps {steps}" in (REPO / "README.md").read_text()
+
+
+def test_folder_layout_has_held_out_normals_exactly_when_it_has_val_good(tmp_path, make_png):
+    for folder, n in (("good", 4), ("defect", 2)):
+        for i in range(n):
+            make_png(tmp_path / folder / f"{i}.png", np.full((8, 8), 9 * i, np.uint8))
+    assert "val_good" not in load_dataset(tmp_path, "folder").extra
+    for i in range(3):
+        make_png(tmp_path / "val_good" / f"v{i}.png", np.zeros((8, 8), np.uint8))
+    ds = load_dataset(tmp_path, "folder")
+    assert len(ds.extra["val_good"]) == 3 and ds.split_info["n_val_good"] == 3
+    assert "ROOT/val_good/*" in (REPO / "datasets.md").read_text()
+
+
+def test_python_version_requirement_matches_what_the_code_uses():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert re.match(r">=\s*3\.11", project["requires-python"])  # tomllib, the tests' and CI's Python
+    assert "python=3.11" in (REPO / "environment.yml").read_text()
+
+
+def test_image_formats_are_those_pillow_opens():
+    from PIL import Image
+
+    for fmt in ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM", "GIF"):
+        assert any(Image.registered_extensions()[ext] == fmt for ext in IMAGE_SUFFIXES), fmt
+    assert "any format Pillow reads" not in (REPO / "datasets.md").read_text()

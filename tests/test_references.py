@@ -1,0 +1,134 @@
+"""The regression harness's references: tolerances from the measured spread, chance floors that a broken
+method cannot clear, and a reference file in which no compared band reaches its chance level."""
+import json
+
+import numpy as np
+import pytest
+
+from exdd_lab.metrics import auroc, average_precision, f1_max
+from exdd_lab.notebooks import load_references
+from exdd_lab.references import (build_references, chance_bound, compare_metrics, is_quality_metric,
+                                 load_spread_runs, random_score_quantile, reference_entry, spread_table)
+
+SPLIT = {"n_test_defect": 40, "n_test_good": 20}
+
+
+def test_compare_metrics_tolerances_and_types():
+    ref = {k: reference_entry(k, v, {}) for k, v in {"bank": 0.9, "n": 10, "name": "mtd"}.items()}
+    assert compare_metrics({"bank": 0.9005, "n": 10, "name": "mtd"}, ref) == []
+    problems = compare_metrics({"bank": 0.95, "n": 11, "name": "x"}, ref)
+    assert len(problems) == 3 and problems[0].startswith("bank")
+    assert compare_metrics({"n": 10, "name": "mtd"}, ref) == ["bank: missing (reference 0.9)"]
+    assert "not a finite number" in compare_metrics({"bank": float("nan"), "n": 10, "name": "mtd"}, ref)[0]
+
+
+def test_tolerance_is_twice_the_measured_spread():
+    entry = reference_entry("aupro", 0.8, SPLIT, spread=0.02, n_paths=4)
+    assert entry["abs_tol"] == pytest.approx(0.04) and entry["spread"] == 0.02 and entry["spread_paths"] == 4
+    assert compare_metrics({"aupro": 0.839}, {"aupro": entry}) == []
+    assert compare_metrics({"aupro": 0.842}, {"aupro": entry})[0].startswith("aupro: 0.842 differs")
+    assert reference_entry("aupro", 0.8, SPLIT)["abs_tol"] == 0.001  # no spread measured: the default
+
+
+def test_random_score_levels_match_the_kit_metrics():
+    """The vectorised random-score levels compute what exdd_lab.metrics computes on the same orders."""
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.ones(12, bool), np.zeros(8, bool)]
+    values = {"image_auroc": [], "image_ap": [], "f1_max": []}
+    for _ in range(300):
+        scores = rng.random(labels.size)
+        values["image_auroc"].append(auroc(labels, scores))
+        values["image_ap"].append(average_precision(labels, scores))
+        values["f1_max"].append(f1_max(labels, scores)[0])
+    for metric, draws in values.items():
+        assert random_score_quantile(metric, 12, 8) == pytest.approx(np.quantile(draws, 0.95), abs=0.03), metric
+    # flagging every image (one constant score) lands below the F1 floor; 0.5 below the AUROC floor
+    assert f1_max(labels, np.ones(labels.size))[0] < random_score_quantile("f1_max", 12, 8)
+    assert 0.5 < random_score_quantile("image_auroc", 12, 8) < 0.75
+
+
+@pytest.mark.parametrize("key,kind,level", [
+    ("patchcore_image_auroc", "floor", None), ("ratio_na_f1_max", "floor", None), ("image_ap", "floor", None),
+    ("pixel_auroc", "floor", 0.55), ("student-teacher_head_aupro", "floor", 0.2), ("pixel_ap", "floor", 0.02),
+    ("exdd_mean_image_pixel_auroc", "floor", 0.55), ("ddpm_final_loss", "ceiling", 0.9),
+])
+def test_chance_bounds(key, kind, level):
+    got_kind, got_level, why = chance_bound(key, SPLIT)
+    assert got_kind == kind and why
+    if level is not None:
+        assert got_level == level
+    else:  # image-level: the random-score quantile for this split
+        assert 0.6 < got_level < 0.9
+
+
+def test_descriptive_numbers_have_no_chance_level():
+    for key in ("f1_threshold", "bank_patches", "mask_area_median", "normal_patch_nn_mean"):
+        assert chance_bound(key, SPLIT) is None and not is_quality_metric(key)
+    with pytest.raises(KeyError, match="n_test_defect"):
+        chance_bound("image_auroc", {})  # image floors need the split's composition
+
+
+def test_a_band_reaching_chance_is_not_referenced_and_says_why():
+    weak = reference_entry("head_pixel_auroc", 0.56, SPLIT, spread=0.01, n_paths=3)
+    assert weak["referenced"] is False and "chance level" in weak["why"]
+    assert compare_metrics({}, {"head_pixel_auroc": weak}) == []  # skipped, not failed
+    strong = reference_entry("head_pixel_auroc", 0.9, SPLIT, spread=0.01, n_paths=3)
+    assert strong.get("referenced", True) and strong["floor"] == 0.55
+    assert compare_metrics({"head_pixel_auroc": 0.5}, {"head_pixel_auroc": dict(strong, abs_tol=0.5)})[-1].startswith(
+        "head_pixel_auroc: 0.5 does not clear its chance floor")
+
+
+def test_quality_metric_without_a_chance_level_is_refused():
+    with pytest.raises(KeyError, match="without a chance level"):
+        reference_entry("head_separation_auroc", 0.9, {})
+    assert reference_entry("ddpm_best_count", 4, {})["referenced"] is False
+
+
+def test_build_references_from_measured_paths(tmp_path):
+    def write(path, values):
+        folder = tmp_path / path / "metrics"
+        folder.mkdir(parents=True)
+        (folder / "05_student_teacher.mtd.json").write_text(json.dumps({"notebook": "05", **SPLIT, **values}))
+
+    write("avx2-t2", {"image_auroc": 0.90, "aupro": 0.23, "train_steps": 21, "timing_fit_s": 3.0})
+    write("avx2-t1", {"image_auroc": 0.88, "aupro": 0.24, "train_steps": 21, "timing_fit_s": 5.0})
+    write("avx-t1", {"image_auroc": 0.91, "aupro": 0.22, "train_steps": 21, "timing_fit_s": 6.0})
+    paths = load_spread_runs(tmp_path)
+    assert set(paths) == {"avx2-t2", "avx2-t1", "avx-t1"}
+    assert spread_table(paths).loc[("05_student_teacher", "mtd", "image_auroc"), "spread"] == pytest.approx(0.03)
+    refs = build_references(paths, "avx2-t2")
+    entries = refs["05_student_teacher"]["mtd"]
+    assert "timing_fit_s" not in entries
+    assert entries["image_auroc"]["value"] == 0.90 and entries["image_auroc"]["abs_tol"] == pytest.approx(0.06)
+    assert entries["image_auroc"]["spread_paths"] == 3 and entries["train_steps"]["spread"] == 0
+    assert entries["aupro"]["referenced"] is False  # 0.23 - 2 x 0.02 reaches the AUPRO floor 0.2
+    with pytest.raises(KeyError, match="pinned path"):
+        build_references(paths, "avx512-t2")
+
+
+def test_committed_references_never_sit_in_a_chance_window():
+    """Every compared quality number has a chance level, and its band lies wholly on the right side of it;
+    every number of a trained model records the spread measured over numeric paths."""
+    refs = load_references()
+    assert refs, "tests/reference/notebook_metrics.json is missing"
+    checked = 0
+    for notebook, runs in refs.items():
+        if notebook.startswith("_"):
+            continue
+        for run, entries in runs.items():
+            for key, entry in entries.items():
+                where = f"{notebook}/{run}/{key}"
+                if not entry.get("referenced", True):
+                    assert entry.get("why"), f"{where} is not referenced but says not why"
+                    continue
+                if not is_quality_metric(key):
+                    continue
+                tol = max(entry["abs_tol"], entry["rel_tol"] * abs(entry["value"]))
+                if "floor" in entry:
+                    assert entry["value"] - tol > entry["floor"], f"{where}: band reaches the floor"
+                else:
+                    assert "ceiling" in entry, f"{where}: a quality metric without a chance level"
+                    assert entry["value"] + tol < entry["ceiling"], f"{where}: band reaches the ceiling"
+                assert entry.get("spread_paths", 0) >= 3, f"{where}: no spread measured over numeric paths"
+                checked += 1
+    assert checked > 50
