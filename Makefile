@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # which trains the DDPM and the student-teacher and sweeps synthetic-defect counts (about an hour from an empty cache on MTD).
 RUN_ARGS ?= --fast
 
-.PHONY: setup run test test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-sequence clean-cache
+.PHONY: setup run test test-main test-numerics test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-sequence clean-cache
 
 setup: $(STAMP)
 
@@ -24,16 +24,29 @@ run: setup
 	@if [ -d "$(MTD)" ]; then $(VENV)/bin/exdd-lab run --data $(MTD) --layout mtd $(RUN_ARGS); \
 	else echo "($(MTD) not found: skipped the MTD run)"; fi
 
-## All tests: unit tests, notebook regression (papermill + references) and nbval on the committed notebooks.
-test: setup
+## All tests: unit tests, notebook regression (papermill + references) and nbval on the committed notebooks,
+## with the notebook kernels on the pinned numeric path (AVX2, the machine's threads); then the notebooks
+## whose numbers move between CPUs once more on another path (AVX only, 1 thread): one set of references
+## must hold on both, as it must on any CPU.
+test: test-main test-numerics
+
+test-main: setup
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+
+test-numerics: setup
+	EXDD_LAB_ISA=avx EXDD_LAB_THREADS=1 $(PY) -m pytest tests/test_notebooks.py -k "matches_reference and ($$($(PY) -c \
+	  "from exdd_lab.references import sensitive_notebooks as s; print(' or '.join(s()) or 'matches_reference')"))" $(PYTEST_ARGS)
 
 ## Unit tests only (seconds): skips notebook execution.
 test-fast: setup
 	$(PY) -m pytest tests -m "not notebooks" $(PYTEST_ARGS)
 
 ## Deliberately regenerate the notebook reference numbers and committed check outputs; review the diff.
+## First measure the numeric paths (about 70 minutes on 2 cores; see README: notebook regression), then build.
 references: setup
+	$(PY) benchmarks/numeric_spread.py --isa avx2 --threads 2
+	$(PY) benchmarks/numeric_spread.py --isa avx2 --threads 1
+	$(PY) benchmarks/numeric_spread.py --isa avx --threads 1
 	$(PY) -c "from exdd_lab.notebooks import update_references; print('wrote', update_references())"
 
 ## Benchmarks print numbers (they are not timed tests). The anomalib comparison is separate (long): see benchmarks/README.md.

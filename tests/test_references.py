@@ -15,6 +15,7 @@ SPLIT = {"n_test_defect": 40, "n_test_good": 20}
 
 def test_compare_metrics_tolerances_and_types():
     ref = {k: reference_entry(k, v, {}) for k, v in {"bank": 0.9, "n": 10, "name": "mtd"}.items()}
+    assert ref["bank"]["abs_tol"] == 0.001 and "abs_tol" not in ref["n"]  # counts are exact
     assert compare_metrics({"bank": 0.9005, "n": 10, "name": "mtd"}, ref) == []
     problems = compare_metrics({"bank": 0.95, "n": 11, "name": "x"}, ref)
     assert len(problems) == 3 and problems[0].startswith("bank")
@@ -27,7 +28,8 @@ def test_tolerance_is_twice_the_measured_spread():
     assert entry["abs_tol"] == pytest.approx(0.04) and entry["spread"] == 0.02 and entry["spread_paths"] == 4
     assert compare_metrics({"aupro": 0.839}, {"aupro": entry}) == []
     assert compare_metrics({"aupro": 0.842}, {"aupro": entry})[0].startswith("aupro: 0.842 differs")
-    assert reference_entry("aupro", 0.8, SPLIT)["abs_tol"] == 0.001  # no spread measured: the default
+    assert reference_entry("aupro", 0.8, SPLIT)["abs_tol"] == 0.01  # no spread measured: a quality metric's least
+    assert reference_entry("bank_patches_mean", 0.8, SPLIT)["abs_tol"] == 0.001  # a descriptive number's
 
 
 def test_random_score_levels_match_the_kit_metrics():
