@@ -9,7 +9,7 @@ CPU with AVX-512 computes what a CPU with AVX2 computes. Thread counts still cha
 that spread is measured (``benchmarks/numeric_spread.py``) and covered by the tolerances in
 ``tests/reference/notebook_metrics.json``.
 
-A cap can only take instructions away: an entry that would ask for more than the CPU has is dropped.
+A cap only takes instructions away: a CPU without AVX2 steps down to the AVX path (measured too), one without AVX to the defaults.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ ISA_CAPS: dict[str, dict[str, str]] = {
     "native": {},
 }
 REQUIRED_FLAGS = {"avx2": {"avx2", "fma"}, "avx": {"avx"}, "native": set()}
+FALLBACK = {"avx2": ("avx",), "avx": (), "native": ()}  # a CPU without AVX2 runs the (also measured) AVX path
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -60,12 +61,14 @@ def numeric_environment(isa: str = "avx2", threads: int | None = None) -> dict[s
     """Environment variables that put a fresh process (a notebook kernel) on one numeric path.
 
     ``isa``: one of :data:`ISA_CAPS`; ``threads``: torch/MKL threads (``None`` leaves the default).
-    A cap the CPU cannot meet (no AVX2 on this machine) is left out, with the kernels' defaults.
+    A cap the CPU cannot meet steps down: no AVX2 -> the AVX path (measured too), no AVX -> the kernels' defaults.
     """
     if isa not in ISA_CAPS:
         raise ExddError(f"unknown instruction-set cap {isa!r}", f"choose one of {', '.join(ISA_CAPS)}")
     flags = cpu_flags()
-    env = dict(ISA_CAPS[isa]) if not flags or REQUIRED_FLAGS[isa] <= flags else {}
+    if flags and not REQUIRED_FLAGS[isa] <= flags:  # step down to the widest measured cap the CPU has
+        isa = next((cap for cap in FALLBACK[isa] if REQUIRED_FLAGS[cap] <= flags), "native")
+    env = dict(ISA_CAPS[isa])
     if threads is not None:
         if threads < 1:
             raise ExddError(f"thread count {threads} is not positive", "pass 1 or more threads")
