@@ -80,7 +80,7 @@ def _ratio(text: str) -> float:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from exdd_lab.data import load_dataset, validate_dataset
+    from exdd_lab.data import validate_dataset
 
     data, layout = _dataset_args(args)
     ds = _load(args, data, layout)
@@ -118,7 +118,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from exdd_lab.data import load_dataset
     from exdd_lab.evaluation import run_evaluation
     from exdd_lab.features import FeatureConfig, check_backbone_name
     from exdd_lab.methods.registry import build_method
@@ -194,7 +193,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from exdd_lab.analysis import disagreements, failure_ranking
     from exdd_lab.browser import case_gallery
-    from exdd_lab.data import load_dataset
     from exdd_lab.evaluation import finish_evaluation, method_table, predict_split
     from exdd_lab.features import FeatureConfig, check_backbone_name
     from exdd_lab.methods.registry import METHODS, build_method

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exdd_lab.data.imageio import load_mask
+from exdd_lab.data.imageio import sample_mask
 from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.methods.base import Detector, Prediction
 from exdd_lab.metrics import NORMAL_GROUP, PixelHistogram, evaluate, normal_only_threshold, per_type_table
@@ -51,7 +51,7 @@ def evaluate_prediction(dataset: DefectDataset, prediction: Prediction, image_si
     for i, s in enumerate(test):
         if s.is_defect and s.mask_path is None:
             continue
-        hist.add(load_mask(s.mask_path, size=image_size, image_path=s.image_path) if s.mask_path else np.zeros((image_size, image_size), bool),
+        hist.add(sample_mask(s, image_size),
                  prediction.maps[i], NORMAL_GROUP if not s.is_defect else s.defect_type)
     ev.pixel_auroc, ev.pixel_ap, ev.aupro = hist.metrics()
     table = per_type_table(labels, prediction.scores, types, hist=hist)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from exdd_lab.data.imageio import load_image, load_mask
+from exdd_lab.data.imageio import load_image, sample_mask
 from exdd_lab.data.records import Sample
 
 MASK_COLOUR = "#ff3b30"
@@ -47,7 +47,7 @@ def show_gallery(samples: Sequence[Sample], per_type: int = 4, size: int = 160, 
                 continue
             s = pool[picks[c]]
             img = load_image(s.image_path, size)
-            mask = load_mask(s.mask_path, size=size, image_path=s.image_path) if s.mask_path else None
+            mask = sample_mask(s, size) if s.mask_path else None
             overlay_mask(ax, img, mask, f"{kind}: {s.stem}"[:28])
     fig.tight_layout()
     return fig

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from exdd_lab.data.imageio import load_image, load_mask
+from exdd_lab.data.imageio import load_image, sample_mask
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import ExddError
 from exdd_lab.methods.base import Prediction
@@ -68,7 +68,7 @@ def _masks(samples: Sequence[Sample], image_size: int) -> list[np.ndarray | None
     out = []
     for s in samples:
         if s.mask_path:
-            out.append(load_mask(s.mask_path, size=image_size, image_path=s.image_path))
+            out.append(sample_mask(s, image_size))
         else:
             out.append(None if s.is_defect else np.zeros((image_size, image_size), bool))
     return out

@@ -10,7 +10,7 @@ from PIL import Image
 from exdd_lab.cli import main
 from exdd_lab.data import load_dataset
 from exdd_lab.data.imageio import IMAGE_SUFFIXES, load_image, load_mask
-from exdd_lab.data.records import DefectDataset, Sample
+
 from exdd_lab.errors import DatasetError, ExddError, ImageError, SettingsError
 
 

@@ -112,6 +112,15 @@ def load_mask(
     return mask
 
 
+def sample_mask(sample, size: int) -> np.ndarray:
+    """A sample's mask at ``size`` x ``size``, checked against its image's size; all normal without a mask.
+
+    ``sample`` is anything with ``image_path`` and ``mask_path`` (a :class:`~exdd_lab.data.records.Sample`)."""
+    if sample.mask_path is None:
+        return np.zeros((size, size), dtype=bool)
+    return load_mask(sample.mask_path, size=size, image_path=sample.image_path)
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (sorted), by suffix, skipping hidden files."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))

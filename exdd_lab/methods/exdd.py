@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from exdd_lab.coreset import coreset_size, greedy_coreset
-from exdd_lab.data.imageio import load_image, load_mask, load_masks
+from exdd_lab.data.imageio import load_image, load_masks, sample_mask
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import ExddError, SettingsError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
@@ -88,7 +88,7 @@ def positive_patches(extractor: PatchFeatureExtractor, defects: Sequence[Sample]
             sources.append(np.stack([n + start, y, x] + [np.full_like(n, v) for v in (0, size, 0, size)], 1))
     elif settings.positive_patches == "crop":
         for i, s in enumerate(tqdm(defects, desc="positive bank (crops)", disable=not progress)):
-            image, mask = load_image(s.image_path, size), load_mask(s.mask_path, size=size, image_path=s.image_path)
+            image, mask = load_image(s.image_path, size), sample_mask(s, size)
             if not mask.any():
                 continue
             ys, xs = np.nonzero(mask)

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from exdd_lab.data.imageio import load_image, load_mask
+from exdd_lab.data.imageio import load_image, sample_mask
 from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.errors import DatasetError, ExddError
 from exdd_lab.features.backbones import DEFAULT_BACKBONE
@@ -141,7 +141,7 @@ def build_training_data(normals: Sequence[Sample], defects: DefectDataset | None
         if s.mask_path is None:
             raise DatasetError(f"synthetic defect {s.image_path} has no mask", "re-create the synthetic set")
         images.append(image)
-        masks.append(load_mask(s.mask_path, size=image_size, image_path=s.image_path))
+        masks.append(sample_mask(s, image_size))
     target = list(range(len(paths))) + [index[src] for src in sources]
     stacked = torch.from_numpy(np.stack(images))
     return TrainingData(stacked, torch.from_numpy(np.stack(masks)), torch.tensor(target), len(paths),
