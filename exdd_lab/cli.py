@@ -25,6 +25,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="folder layout of --data (see datasets.md); required with --data DIR")
     p.add_argument("--category", default="", help="MVTec category, or the material of the procedural default")
     p.add_argument("--seed", type=int, default=0, help="seed of splits and everything random (default 0)")
+    p.add_argument("--split", choices=("seeded", "differnet"), default=None,
+                   help="a named split protocol (--layout mtd only): seeded (default: 400 train normals by --seed) "
+                        "or differnet (the published list of 761 training normals, as in the DifferNet/PatchCore/CS-Flow papers)")
+    p.add_argument("--split-file", default=None,
+                   help="the training list of --split differnet (default: DATA/splits/differnet_train.txt)")
 
 
 def _dataset_args(args: argparse.Namespace) -> tuple[str, str]:
@@ -62,7 +67,10 @@ def _load(args: argparse.Namespace, data: str, layout: str):
     """The dataset of ``--data/--layout/--category/--seed``, padded to squares with ``--keep-aspect``."""
     from exdd_lab.data import letterboxed, load_dataset
 
-    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    extra = {"split_file": args.split_file} if getattr(args, "split_file", None) else {}
+    if extra and getattr(args, "split", None) != "differnet":
+        raise ExddError("--split-file was given without --split differnet", "add --split differnet (or drop --split-file)")
+    ds = load_dataset(data, layout, args.category or None, seed=args.seed, split=getattr(args, "split", None), **extra)
     return letterboxed(ds) if getattr(args, "keep_aspect", False) else ds
 
 
@@ -111,6 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from exdd_lab.runner import run_notebooks
 
     data, layout = _dataset_args(args)
+    if args.split or args.split_file:
+        raise ExddError("`exdd-lab run` runs the notebooks on their own split (seeded); --split is for evaluate/compare",
+                        "drop --split, or use `exdd-lab evaluate --split differnet` (notebook 02 shows that split in full mode)")
     run_dir, ok = run_notebooks(data, layout, args.category, fast=args.fast, seed=args.seed,
                                 image_size=args.image_size, out_root=args.out, progress=True)
     print(f"{'done' if ok else 'FAILED (see the report)'}: open {run_dir / 'report.html'}")
@@ -275,7 +286,6 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_synthesize(args: argparse.Namespace) -> int:
     import time
 
-    from exdd_lab.data import load_dataset
     from exdd_lab.seeding import seed_everything
     from exdd_lab.synthesis import DdpmConfig, build_generator, mask_area_statistics, synthesize, write_defect_set
 
@@ -285,7 +295,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         raise ExddError(f"{out} already exists and is not empty", "choose a new --out folder, or delete the old set")
     _writable_out(out)
     seed_everything(args.seed)
-    ds = load_dataset(data, layout, args.category or None, seed=args.seed)
+    ds = _load(args, data, layout)
     _training_split(ds)
     config = DdpmConfig(train_steps=args.ddpm_steps or DdpmConfig.train_steps, image_size=args.image_size, seed=args.seed)
     start = time.perf_counter()

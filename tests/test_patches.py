@@ -10,10 +10,17 @@ def test_neighbourhood_average_matches_a_hand_computation():
     x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
     out = aggregate_neighbourhood(x, 3)
     assert out[0, 0, 1, 1] == pytest.approx(x[0, 0, 0:3, 0:3].mean())
-    assert out[0, 0, 0, 0] == pytest.approx(x[0, 0, 0:2, 0:2].mean()), "borders average only real neighbours"
+    assert out[0, 0, 0, 0] == pytest.approx(x[0, 0, 0:2, 0:2].sum() / 9), "reference: zero padding, divide by 9"
+    assert out[0, 0, 0, 1] == pytest.approx(x[0, 0, 0:2, 0:3].sum() / 9)
+    excluded = aggregate_neighbourhood(x, 3, padding="exclude")
+    assert excluded[0, 0, 0, 0] == pytest.approx(x[0, 0, 0:2, 0:2].mean()), "'exclude' averages real neighbours only"
+    assert torch.equal(excluded[..., 1:3, 1:3], out[..., 1:3, 1:3]), "inside cells do not depend on the padding"
     const = torch.full((2, 3, 5, 5), 7.0)
-    assert torch.allclose(aggregate_neighbourhood(const, 3), const)
+    assert torch.allclose(aggregate_neighbourhood(const, 3, padding="exclude"), const)
+    assert aggregate_neighbourhood(const, 3)[0, 0, 0, 0] == pytest.approx(7.0 * 4 / 9)
     assert aggregate_neighbourhood(x, 1) is x
+    with pytest.raises(ValueError, match="padding"):
+        aggregate_neighbourhood(x, 3, padding="reflect")
 
 
 def test_combine_layers_resizes_to_the_finest_grid_and_concatenates():

@@ -121,19 +121,60 @@ def load_ksdd2(root: str | Path) -> DefectDataset:
     )
 
 
-def load_mtd(root: str | Path, seed: int = 0, n_train: int = 400, n_test_good: int = 200) -> DefectDataset:
-    """Magnetic Tile Defects: ``MT_Free`` normals split by seed; every defect image goes to test.
+#: Named published protocols for MTD: the training-list file each reads, relative to the MTD folder.
+MTD_SPLITS = {"seeded": None, "differnet": Path("splits") / "differnet_train.txt"}
 
-    Default protocol (written into ``split_info``): 400 training normals, 200 test normals, the
-    other normals held out in ``extra["val_good"]`` (for normal-only thresholds), and all defects.
+
+def read_split_list(path: Path, folder: Path) -> list[Path]:
+    """The image files named one per line in ``path`` (blank lines and ``#`` comments skipped), inside ``folder``."""
+    names = [line.strip() for line in path.read_text().splitlines()]
+    names = [n for n in names if n and not n.startswith("#")]
+    if not names:
+        raise DatasetError(f"split list {path} names no images", "one file name per line, e.g. exp0_num_743.jpg")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DatasetError(f"split list {path} names {len(missing)} file(s) not in {folder}, e.g. {missing[0]}",
+                           "point --data at the MTD folder the list was written for (MT_Free/Imgs holds the names)")
+    if len(set(names)) != len(names):
+        raise DatasetError(f"split list {path} names a file twice", "remove the duplicate lines")
+    return sorted(folder / n for n in names)
+
+
+def load_mtd(root: str | Path, seed: int = 0, n_train: int = 400, n_test_good: int = 200,
+             split: str = "seeded", split_file: str | Path | None = None) -> DefectDataset:
+    """Magnetic Tile Defects: ``MT_Free`` normals for training; every defect image goes to test.
+
+    ``split="seeded"`` (default; written into ``split_info``): 400 training normals chosen by ``seed``,
+    200 test normals, the other normals held out in ``extra["val_good"]`` (for normal-only thresholds).
+    ``split="differnet"``: the published protocol behind the literature's MTD numbers (DifferNet, reused
+    by CS-Flow and PatchCore): the 761 ``MT_Free`` images named in ``split_file`` (default
+    ``ROOT/splits/differnet_train.txt``) train, the other normals and all defects test; nothing is held out.
     """
     root = Path(root)
     _require_dir(root, "MTD folder", "pass the folder that holds MT_Free/, MT_Blowhole/, ... (see datasets.md)")
+    if split not in MTD_SPLITS:
+        raise DatasetError(f"unknown MTD split {split!r}", f"use one of {', '.join(MTD_SPLITS)} (see datasets.md)")
     free = _require_dir(root / "MT_Free" / "Imgs", "MTD normal folder", f"expected {root}/MT_Free/Imgs/*.jpg")
     normals = [p for p in list_images(free) if p.suffix.lower() == ".jpg"]
     if not normals:
         raise DatasetError(f"empty class: no .jpg images in {free}", "MTD images are .jpg with .png masks beside them")
-    train_p, test_p, rest_p = seeded_normal_split(normals, seed, n_train, n_test_good)
+    if split == "seeded":
+        train_p, test_p, rest_p = seeded_normal_split(normals, seed, n_train, n_test_good)
+        info = {"protocol": "seeded split of MT_Free", "seed": seed, "n_train": len(train_p),
+                "n_test_good": len(test_p), "n_val_good": len(rest_p)}
+    else:
+        list_file = Path(split_file) if split_file else root / MTD_SPLITS[split]
+        if not list_file.is_file():
+            raise DatasetError(f"the {split} training list was not found at {list_file}",
+                               f"put the published list there (one MT_Free file name per line; see datasets.md), "
+                               f"or give its path with --split-file")
+        train_p = read_split_list(list_file, free)
+        chosen = set(train_p)
+        test_p, rest_p = [p for p in sorted(normals) if p not in chosen], []
+        info = {"protocol": f"published {split} split of MT_Free (train = the list, test = the other normals + all defects)",
+                "split": split, "split_file": str(list_file.resolve()), "n_train": len(train_p),
+                "n_test_good": len(test_p), "n_val_good": 0,
+                "published_image_auroc": dict(PUBLISHED_MTD_IMAGE_AUROC) if split == "differnet" else {}}
     test = [Sample(p, 0) for p in test_p]
     kinds = sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("MT_") and d.name != "MT_Free")
     for d in kinds:
@@ -146,10 +187,14 @@ def load_mtd(root: str | Path, seed: int = 0, n_train: int = 400, n_test_good: i
             if not mask.is_file():
                 raise DatasetError(f"MTD defect image {p} has no mask {mask.name}", "restore the .png mask beside the .jpg")
             test.append(Sample(p, 1, kind, mask))
-    info = {"protocol": "seeded split of MT_Free", "seed": seed, "n_train": len(train_p),
-            "n_test_good": len(test_p), "n_val_good": len(rest_p)}
-    return DefectDataset("mtd", root, "mtd", [Sample(p, 0) for p in train_p], test,
-                         {"val_good": [Sample(p, 0) for p in rest_p]}, info)
+    extra = {"val_good": [Sample(p, 0) for p in rest_p]} if rest_p else {}
+    return DefectDataset("mtd", root, "mtd", [Sample(p, 0) for p in train_p], test, extra, info)
+
+
+#: Image AUROC (%) published on MTD's DifferNet split (pixel metrics are not published).
+PUBLISHED_MTD_IMAGE_AUROC = {"DifferNet (Rudolph et al., WACV 2021)": 97.7,
+                             "PatchCore-10%, WideResNet-50 (Roth et al., CVPR 2022)": 97.9,
+                             "CS-Flow (Rudolph et al., WACV 2022)": 99.3}
 
 
 def _folder_mask(root: Path, image: Path) -> Path | None:
