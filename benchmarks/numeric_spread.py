@@ -30,11 +30,15 @@ def main() -> None:
     parser.add_argument("--notebooks", nargs="*", default=None, help="notebook numbers to run (default: all), e.g. 03 05")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--summary", action="store_true", help="only print the spread of the paths already measured")
+    parser.add_argument("--reuse-cache", action="store_true",
+                        help="keep this path's cache: models whose inputs did not change (e.g. the DDPM after a feature "
+                             "change) are reused -- they were trained on this same path; everything keyed anew is re-made")
     args = parser.parse_args()
     if not args.summary:
         folder = args.out / f"{args.isa}-t{args.threads}"
         cache = folder / "cache"
-        shutil.rmtree(cache, ignore_errors=True)  # every path trains its own models
+        if not args.reuse_cache:
+            shutil.rmtree(cache, ignore_errors=True)  # every path trains its own models
         env = dict(numeric_environment(args.isa, args.threads), EXDD_LAB_CACHE=str(cache))
         books = [nb for nb in list_notebooks() if not args.notebooks or nb.name[:2] in args.notebooks]
         start = time.perf_counter()

@@ -166,6 +166,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     keys += tuple(k for k in result if k.startswith(("head_", "discrepancy_")))
     print("  ".join(f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in keys))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'scores.csv'}")
+    from exdd_lab.published import format_comparison, published_numbers
+
+    if published_numbers(result):
+        print(f"\nnext to the published numbers on this split ({result['split']['protocol']}; n/p = not published):")
+        print(format_comparison(result))
     return 0
 
 

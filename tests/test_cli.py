@@ -59,3 +59,26 @@ def test_synthesize_ldm_without_weights_says_what_to_download(tiny_mvtec, tmp_pa
     err = capsys.readouterr().err
     assert "not found" in err and "huggingface-cli download" in err
     assert not (tmp_path / "set").exists()
+
+
+def test_evaluate_on_a_published_split_prints_the_papers_numbers(tmp_path, make_png, capsys):
+    import json
+
+    from tests.test_layouts import build_mtd
+
+    data = build_mtd(tmp_path / "mtd", make_png)
+    (data / "splits").mkdir()
+    (data / "splits" / "differnet_train.txt").write_text("".join(f"f{i}.jpg\n" for i in range(6)))
+    out = tmp_path / "out"
+    code = main(["evaluate", "--data", str(data), "--layout", "mtd", "--split", "differnet", "--image-size", "64",
+                 "--coreset", "0.5", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"]["split"] == "differnet" and metrics["n_train"] == 6 and metrics["n_test"] == 4 + 4
+    assert "CS-Flow" in printed and "99.3" in printed and "n/p" in printed
+    assert f"{100 * metrics['image_auroc']:.1f}" in printed
+    assert main(["evaluate", "--data", str(data), "--layout", "mtd", "--split-file", "x.txt", "--out", str(out)]) == 2
+    assert "--split-file was given without --split differnet" in capsys.readouterr().err
+    assert main(["run", "--data", str(data), "--layout", "mtd", "--split", "differnet"]) == 2
+    assert "drop --split" in capsys.readouterr().err

@@ -89,6 +89,42 @@ def test_mtd_split_is_seeded_disjoint_and_written_down(tmp_path, make_png):
     assert json.loads((tmp_path / "split.json").read_text())["split_info"]["n_val_good"] == 2
 
 
+def test_mtd_named_split_reads_the_list_and_tests_everything_else(tmp_path, make_png):
+    build_mtd(tmp_path, make_png)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "differnet_train.txt").write_text("f3.jpg\n# a comment\nf0.jpg\n\nf7.jpg\n")
+    ds = load_dataset(tmp_path, "mtd", split="differnet", seed=5)
+    assert [s.stem for s in ds.train] == ["f0", "f3", "f7"]
+    assert sorted(s.stem for s in ds.test if not s.is_defect) == ["f1", "f2", "f4", "f5", "f6", "f8", "f9"]
+    assert sum(s.is_defect for s in ds.test) == 4 and "val_good" not in ds.extra
+    info = ds.split_info
+    assert info["split"] == "differnet" and info["n_train"] == 3 and info["n_test_good"] == 7
+    assert info["split_file"].endswith("differnet_train.txt") and info["published_image_auroc"]
+    elsewhere = tmp_path / "my_list.txt"
+    elsewhere.write_text("f1.jpg\n")
+    assert [s.stem for s in load_dataset(tmp_path, "mtd", split="differnet", split_file=elsewhere).train] == ["f1"]
+
+
+@pytest.mark.parametrize("content, message", [("f1.jpg\nnot_there.jpg\n", "1 file\\(s\\) not in .*not_there.jpg"),
+                                               ("# nothing\n", "names no images"), ("f1.jpg\nf1.jpg\n", "twice")])
+def test_mtd_bad_split_list_is_named(tmp_path, make_png, content, message):
+    build_mtd(tmp_path, make_png)
+    with pytest.raises(DatasetError, match="differnet training list was not found at .*differnet_train.txt"):
+        load_dataset(tmp_path, "mtd", split="differnet")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "differnet_train.txt").write_text(content)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(tmp_path, "mtd", split="differnet")
+
+
+def test_named_split_only_where_the_layout_has_them(tmp_path, make_png, tiny_mvtec):
+    build_mtd(tmp_path, make_png)
+    with pytest.raises(DatasetError, match="unknown MTD split 'official'"):
+        load_dataset(tmp_path, "mtd", split="official")
+    with pytest.raises(DatasetError, match="one fixed split"):
+        load_dataset(tiny_mvtec, "mvtec", split="differnet")
+
+
 def test_mtd_missing_mask_names_the_file(tmp_path, make_png):
     build_mtd(tmp_path, make_png)
     (tmp_path / "MT_Fray" / "Imgs" / "d1.png").unlink()
@@ -151,6 +187,15 @@ def test_real_mtd_protocol(mtd_root):
     assert (c["train_good"], c["test_good"], c["val_good_good"]) == (400, 200, 352)
     assert c["test_defect"] == 392
     assert ds.defect_types == ["blowhole", "break", "crack", "fray", "uneven"]
+
+
+def test_real_mtd_published_split(mtd_root):
+    if not (mtd_root / "splits" / "differnet_train.txt").is_file():
+        pytest.skip(f"{mtd_root}/splits/differnet_train.txt is absent (the published list ships with ../shared/data)")
+    ds = load_dataset(mtd_root, "mtd", split="differnet")
+    c = ds.counts()
+    assert (c["train_good"], c["test_good"], c["test_defect"]) == (761, 191, 392)
+    assert not {s.image_path for s in ds.train} & {s.image_path for s in ds.test}
 
 
 def test_pick_per_type_takes_the_first_of_each_type(tiny_mvtec):

@@ -37,6 +37,9 @@ DEFAULT_LAYERS: dict[str, tuple[int, ...]] = {
 FEATURE_VERSION = 2
 #: How the neighbourhood average treats the border: ``"zeros"`` (reference code, default) or ``"exclude"``.
 NEIGHBOURHOOD_PADDINGS = ("zeros", "exclude")
+#: Input normalisation: the statistics the backbone's weights were trained with (default), or ImageNet's
+#: mean/std whatever the backbone (anomalib's pre-processing; wrong for EfficientNet-Lite's 0.5/0.5).
+NORMALISATIONS = {"backbone": None, "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class FeatureConfig:
     image_size: int = 256
     neighbourhood: int = 3
     neighbourhood_padding: str = "zeros"
+    normalisation: str = "backbone"
     projection_dim: int | None = None
     projection_seed: int = 0
 
@@ -58,6 +62,11 @@ class FeatureConfig:
 
             raise SettingsError(f"unknown neighbourhood padding {self.neighbourhood_padding!r}",
                                 f"use one of {', '.join(NEIGHBOURHOOD_PADDINGS)} ('zeros' is the reference code's)")
+        if self.normalisation not in NORMALISATIONS:
+            from exdd_lab.errors import SettingsError
+
+            raise SettingsError(f"unknown normalisation {self.normalisation!r}",
+                                f"use one of {', '.join(NORMALISATIONS)} ('backbone': the weights' own statistics)")
 
     @property
     def resolved_layers(self) -> tuple[int, ...]:
@@ -119,8 +128,10 @@ class PatchFeatureExtractor(nn.Module):
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         cfg = self.backbone.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1))
+        mean, std = NORMALISATIONS[self.config.normalisation] or (cfg.get("mean", (0.485, 0.456, 0.406)),
+                                                                   cfg.get("std", (0.229, 0.224, 0.225)))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         channels = sum(self.backbone.feature_info.channels())
         proj = None
         if self.config.projection_dim:

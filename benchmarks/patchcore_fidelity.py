@@ -1,0 +1,132 @@
+"""PatchCore fidelity: the effect of each place where the kit could differ from the paper and its reference code.
+
+    python benchmarks/patchcore_fidelity.py [--datasets procedural,mtd-seed0,...] [--variants default,...]
+                                            [--out runs/fidelity/fidelity.jsonl] [--seed 0]
+
+Each *variant* changes ONE thing from the kit's default PatchCore; each row is a full ``run_evaluation``
+(the same code as ``exdd-lab evaluate``: fit on the training normals, predict the test split, metrics).
+Rows are appended to ``--out`` as JSON lines as they finish, and a rerun skips rows already there, so a
+long measurement can be resumed. At the end it prints, per variant, the change against the default on
+every data set (image AUROC, pixel AUROC, AUPRO) and the mean / min / max change: a default follows the
+reference unless every data set says otherwise.
+
+Data sets: ``procedural`` (the built-in default), ``mtd-seedN`` (MTD, seeded split N), ``mtd-differnet``
+(MTD, the published DifferNet split), ``mpdd`` (MPDD metal_plate) -- the real ones read from
+``../shared/data`` beside the repository (skipped with a message where absent).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from exdd_lab.data import load_dataset
+from exdd_lab.evaluation import run_evaluation
+from exdd_lab.features import FeatureConfig
+from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
+from exdd_lab.seeding import seed_everything
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+#: name -> (FeatureConfig changes, PatchCoreSettings changes, what the reference does)
+VARIANTS: dict[str, tuple[dict, dict, str]] = {
+    "default": ({}, {}, "the kit's default"),
+    "padding-exclude": ({"neighbourhood_padding": "exclude"}, {},
+                        "3x3 average over existing neighbours only (reference: zero padding)"),
+    "no-neighbourhood": ({"neighbourhood": 1}, {}, "no local aggregation (reference: 3x3)"),
+    "imagenet-normalisation": ({"normalisation": "imagenet"}, {},
+                               "ImageNet mean/std whatever the backbone (anomalib's pre-processing)"),
+    "image-score-max-patch": ({}, {"image_score": "max_patch"},
+                              "max raw patch score (patchcore-inspection's image score)"),
+    "image-score-reweighted": ({}, {"image_score": "reweighted"}, "Eq. 7 reweighting (paper, anomalib)"),
+    "no-smoothing": ({}, {"sigma": 0.0}, "maps without the Gaussian (reference: sigma 4)"),
+    "coreset-exact": ({}, {"coreset_method": "exact"}, "textbook greedy over all patches (reference code)"),
+    "coreset-10pct": ({}, {"coreset_ratio": 0.1}, "10% bank (the paper's MTD number is PatchCore-10%)"),
+}
+
+
+def dataset_by_name(name: str, seed: int):
+    """The named data set, or None (with a message) when its folder is absent."""
+    if name == "procedural":
+        return load_dataset(None, seed=seed)
+    if name.startswith("mtd"):
+        if not (SHARED / "mtd").is_dir():
+            return None
+        if name == "mtd-differnet":
+            return load_dataset(SHARED / "mtd", "mtd", split="differnet")
+        return load_dataset(SHARED / "mtd", "mtd", seed=int(name.removeprefix("mtd-seed")))
+    if name == "mpdd":
+        return load_dataset(SHARED / "mpdd", "mvtec", "metal_plate") if (SHARED / "mpdd").is_dir() else None
+    raise SystemExit(f"unknown data set {name!r}: procedural, mtd-seedN, mtd-differnet, mpdd")
+
+
+def measure(dataset_name: str, variant: str, seed: int) -> dict | None:
+    ds = dataset_by_name(dataset_name, seed)
+    if ds is None:
+        print(f"skip {dataset_name}: {SHARED} has no such data set")
+        return None
+    feature_changes, setting_changes, _ = VARIANTS[variant]
+    seed_everything(seed)
+    method = PatchCore(replace(FeatureConfig(), **feature_changes), replace(PatchCoreSettings(seed=seed), **setting_changes))
+    start = time.perf_counter()
+    m = run_evaluation(method, ds, seed=seed)
+    return {"dataset": dataset_name, "variant": variant, "seed": seed, "n_train": m["n_train"], "n_test": m["n_test"],
+            **{k: m[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "fit_s", "predict_s")},
+            "bank_patches": m["bank_patches"], "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def summary(rows: list[dict], variants: list[str], datasets: list[str]) -> None:
+    """Per variant: the change against the default on every data set, and its mean / min / max."""
+    by = {(r["dataset"], r["variant"]): r for r in rows}
+    present = [d for d in datasets if (d, "default") in by]
+    print("\n| variant | " + " | ".join(present) + " | mean | min | max |")
+    print("|---|" + "---|" * (len(present) + 3))
+    for metric in ("image_auroc", "pixel_auroc", "aupro"):
+        print(f"| **{metric}** default | " + " | ".join(f"{by[(d, 'default')][metric]:.3f}" for d in present) + " | | | |")
+        for v in variants:
+            if v == "default":
+                continue
+            deltas = [by[(d, v)][metric] - by[(d, "default")][metric] for d in present if (d, v) in by]
+            if not deltas:
+                continue
+            cells = [f"{by[(d, v)][metric] - by[(d, 'default')][metric]:+.3f}" if (d, v) in by else "" for d in present]
+            print(f"| {v} | " + " | ".join(cells) + f" | {np.mean(deltas):+.3f} | {min(deltas):+.3f} | {max(deltas):+.3f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="procedural,mtd-seed0,mtd-seed1,mtd-seed2,mtd-differnet,mpdd")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--seed", type=int, default=0, help="seed of the method (coreset) and of the procedural data")
+    ap.add_argument("--out", default="runs/fidelity/fidelity.jsonl")
+    ap.add_argument("--summary", action="store_true", help="print the table of rows already in --out, measure nothing")
+    args = ap.parse_args()
+    datasets, variants = args.datasets.split(","), args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}: choose from {', '.join(VARIANTS)}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.is_file() else []
+    done = {(r["dataset"], r["variant"], r["seed"]) for r in rows}
+    if not args.summary:
+        for d in datasets:
+            for v in variants:
+                if (d, v, args.seed) in done:
+                    continue
+                row = measure(d, v, args.seed)
+                if row is None:
+                    break
+                rows.append(row)
+                with out.open("a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+    summary([r for r in rows if r["seed"] == args.seed], variants, datasets)
+
+
+if __name__ == "__main__":
+    main()
