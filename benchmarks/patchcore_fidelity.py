@@ -44,9 +44,19 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
                               "max raw patch score (patchcore-inspection's image score)"),
     "image-score-reweighted": ({}, {"image_score": "reweighted"}, "Eq. 7 reweighting (paper, anomalib)"),
     "no-smoothing": ({}, {"sigma": 0.0}, "maps without the Gaussian (reference: sigma 4)"),
-    "coreset-exact": ({}, {"coreset_method": "exact"}, "textbook greedy over all patches (reference code)"),
+    "coreset-exact": ({}, {"coreset_method": "exact", "coreset_projection": 128},
+                      "textbook greedy over all patches on a 128-d projection (reference code)"),
+    "coreset-projection-128": ({}, {"coreset_projection": 128}, "two-stage greedy on a 128-d projection (old default)"),
     "coreset-10pct": ({}, {"coreset_ratio": 0.1}, "10% bank (the paper's MTD number is PatchCore-10%)"),
 }
+#: Knobs that may buy quality (not deviations from the reference): measured with --variants NAME,...
+QUALITY_VARIANTS: dict[str, tuple[dict, dict, str]] = {
+    "image-size-320": ({"image_size": 320}, {}, "320 px input (40x40 grid)"),
+    "image-size-384": ({"image_size": 384}, {}, "384 px input (48x48 grid)"),
+    "layers-2-3-4": ({"layers": (2, 3, 4)}, {}, "add the stride-32 layer (472-d features)"),
+    "size-384-10pct": ({"image_size": 384}, {"coreset_ratio": 0.1}, "384 px and a 10% bank"),
+}
+ALL_VARIANTS = {**VARIANTS, **QUALITY_VARIANTS}
 
 
 def dataset_by_name(name: str, seed: int):
@@ -69,7 +79,7 @@ def measure(dataset_name: str, variant: str, seed: int) -> dict | None:
     if ds is None:
         print(f"skip {dataset_name}: {SHARED} has no such data set")
         return None
-    feature_changes, setting_changes, _ = VARIANTS[variant]
+    feature_changes, setting_changes, _ = ALL_VARIANTS[variant]
     seed_everything(seed)
     method = PatchCore(replace(FeatureConfig(), **feature_changes), replace(PatchCoreSettings(seed=seed), **setting_changes))
     start = time.perf_counter()
@@ -100,15 +110,16 @@ def summary(rows: list[dict], variants: list[str], datasets: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="procedural,mtd-seed0,mtd-seed1,mtd-seed2,mtd-differnet,mpdd")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"default: the fidelity variants; quality knobs: {', '.join(QUALITY_VARIANTS)}")
     ap.add_argument("--seed", type=int, default=0, help="seed of the method (coreset) and of the procedural data")
     ap.add_argument("--out", default="runs/fidelity/fidelity.jsonl")
     ap.add_argument("--summary", action="store_true", help="print the table of rows already in --out, measure nothing")
     args = ap.parse_args()
     datasets, variants = args.datasets.split(","), args.variants.split(",")
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in ALL_VARIANTS]
     if unknown:
-        raise SystemExit(f"unknown variant(s) {unknown}: choose from {', '.join(VARIANTS)}")
+        raise SystemExit(f"unknown variant(s) {unknown}: choose from {', '.join(ALL_VARIANTS)}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.is_file() else []

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from exdd_lab.coreset import coreset_size, greedy_coreset
+from exdd_lab.coreset import DEFAULT_PROJECTION, coreset_size, greedy_coreset
 from exdd_lab.errors import ExddError
 from exdd_lab.neighbours import knn
 from exdd_lab.storage import atomic_write, atomic_write_json
@@ -67,7 +67,7 @@ class MemoryBank:
         self._index = None
         return self
 
-    def subsample(self, ratio: float, seed: int = 0, projection_dim: int | None = 128) -> np.ndarray:
+    def subsample(self, ratio: float, seed: int = 0, projection_dim: int | None = DEFAULT_PROJECTION) -> np.ndarray:
         """Keep a greedy k-center coreset of ``ratio`` of the items; returns the kept indices."""
         if not len(self):
             raise BankError("cannot subsample an empty memory bank", "add features first")

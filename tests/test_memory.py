@@ -27,6 +27,25 @@ def test_chunked_greedy_covers_about_as_well_as_the_textbook_loop():
         greedy_coreset(x, 5, method="random")
 
 
+def test_streaming_coreset_splits_big_chunks_into_cache_sized_pieces():
+    from exdd_lab.coreset import StreamingCoreset
+
+    x = clustered(6000, 16, seed=2)
+    whole = StreamingCoreset(len(x), 90, 16, projection_dim=None, seed=4, chunk_patches=1000)
+    whole.add(x[:3000])  # one group of "images" arrives, the first stage runs on 1000-patch pieces
+    whole.add(x[3000:])
+    pieces = StreamingCoreset(len(x), 90, 16, projection_dim=None, seed=4, chunk_patches=None)
+    for start in range(0, len(x), 1000):
+        pieces.add(x[start : start + 1000])
+    a, b = whole.finish_indices(), pieces.finish_indices()
+    assert np.array_equal(a, b), "splitting inside add() is the same as feeding the pieces one by one"
+    assert len(set(a.tolist())) == 90
+    one_piece = StreamingCoreset(len(x), 90, 16, projection_dim=None, seed=4, chunk_patches=None)
+    one_piece.add(x[:3000])
+    one_piece.add(x[3000:])
+    assert not np.array_equal(one_piece.finish_indices(), a), "the piece size changes the first stage"
+
+
 def test_greedy_is_farthest_point_and_seeded():
     x = torch.tensor([[0.0], [1.0], [10.0], [4.0], [9.0]])
     chosen = greedy_coreset(x, 3, projection_dim=None, seed=0, method="exact")

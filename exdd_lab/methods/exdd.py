@@ -31,7 +31,7 @@ from PIL import Image
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
-from exdd_lab.coreset import coreset_size, greedy_coreset
+from exdd_lab.coreset import DEFAULT_PROJECTION, coreset_size, greedy_coreset
 from exdd_lab.data.imageio import load_image, load_masks, sample_mask
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import ExddError, SettingsError
@@ -63,7 +63,7 @@ class ExddSettings:
     eps: float = 1e-3
     sigma: float = 4.0
     image_score: str = "max"  # or "exdd"
-    coreset_projection: int | None = 128
+    coreset_projection: int | None = DEFAULT_PROJECTION
     seed: int = 0
     batch_size: int = 8
     chunk_images: int = 16

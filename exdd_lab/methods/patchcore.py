@@ -16,7 +16,7 @@ from exdd_lab.data.records import Sample
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
 from tqdm.auto import tqdm
 
-from exdd_lab.coreset import StreamingCoreset, coreset_size, greedy_coreset
+from exdd_lab.coreset import DEFAULT_PROJECTION, StreamingCoreset, coreset_size, greedy_coreset
 from exdd_lab.errors import DatasetError, SettingsError
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
@@ -32,7 +32,7 @@ class PatchCoreSettings:
     (max raw patch score, the paper's s*), or ``"reweighted"`` (s* times the Eq. 7 weight)."""
 
     coreset_ratio: float = 0.01
-    coreset_projection: int | None = 128
+    coreset_projection: int | None = DEFAULT_PROJECTION
     sigma: float = 4.0
     image_score: str = "max"
     reweight_neighbours: int = 9
