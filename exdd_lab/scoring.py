@@ -10,6 +10,8 @@ Taught in ``notebooks/02_negative_only_baselines.ipynb``.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,29 +26,37 @@ def gaussian_kernel1d(sigma: float) -> torch.Tensor:
 
 
 def anomaly_maps(patch_scores: np.ndarray | torch.Tensor, image_size: int, sigma: float = 4.0,
-                 batch: int = 32) -> np.ndarray:
+                 batch: int = 256) -> np.ndarray:
     """``(N, h, w)`` patch scores -> ``(N, S, S)`` maps: bilinear upsampling, then a separable Gaussian blur.
 
-    Borders are reflected so the edge of the image is not pulled towards zero. Works ``batch``
-    images at a time, so temporaries stay small whatever N is.
+    Borders are reflected so the edge of the image is not pulled towards zero. Both steps are linear and
+    act on rows and columns separately, so each map is ``M_h @ scores @ M_w.T`` with one precomputed
+    ``(S, h)`` matrix per axis (:func:`smoothing_matrix`): the same numbers as upsampling and blurring
+    the image, at a small fraction of the work. Works ``batch`` images at a time.
     """
     s = torch.as_tensor(np.asarray(patch_scores), dtype=torch.float32)
     if s.ndim == 2:
         s = s[None]
+    rows, cols = smoothing_matrix(s.shape[1], image_size, sigma), smoothing_matrix(s.shape[2], image_size, sigma)
     out = np.empty((s.shape[0], image_size, image_size), np.float32)
     for start in range(0, s.shape[0], batch):
-        out[start : start + batch] = _smooth_upsample(s[start : start + batch], image_size, sigma)
+        out[start : start + batch] = (rows @ s[start : start + batch] @ cols.T).numpy()
     return out
 
 
-def _smooth_upsample(s: torch.Tensor, image_size: int, sigma: float) -> np.ndarray:
-    up = F.interpolate(s[:, None], size=(image_size, image_size), mode="bilinear", align_corners=False)
+@functools.lru_cache(maxsize=32)
+def smoothing_matrix(n: int, image_size: int, sigma: float) -> torch.Tensor:
+    """The ``(S, n)`` matrix of one axis of :func:`anomaly_maps`: linear upsampling from ``n`` cells to
+    ``image_size`` pixels (``align_corners=False``, as bilinear ``F.interpolate``) followed by a Gaussian
+    of ``sigma`` pixels (radius ``4 sigma``) with reflected borders. Column ``j`` is the response to a
+    unit score in cell ``j``."""
+    impulses = torch.eye(n, dtype=torch.float64)[:, None]  # (n, 1, n): one unit impulse per row
+    up = F.interpolate(impulses, size=image_size, mode="linear", align_corners=False)
     if sigma and sigma > 0:
-        k = gaussian_kernel1d(sigma)
+        k = gaussian_kernel1d(sigma).double()
         r = len(k) // 2
-        up = F.conv2d(F.pad(up, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-        up = F.conv2d(F.pad(up, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
-    return up[:, 0].numpy()
+        up = F.conv1d(F.pad(up, (r, r), mode="reflect"), k.view(1, 1, -1))
+    return up[:, 0].T.float().contiguous()
 
 
 def max_score(maps: np.ndarray) -> np.ndarray:

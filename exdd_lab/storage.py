@@ -22,8 +22,12 @@ def cache_root() -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
-    """Open a temporary file beside ``path``; on success move it into place, on error remove it."""
+def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True) -> Iterator:
+    """Open a temporary file beside ``path``; on success move it into place, on error remove it.
+
+    ``durable`` flushes the data to disk before the move (``fsync``), so that even a power cut leaves the
+    old file or the complete new one. Caches whose reader checks each entry may pass ``False``: a process
+    never sees a half-written file either way, and an entry lost in a crash is found damaged and redone."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -32,7 +36,8 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -17,6 +17,23 @@ def test_maps_upsample_smooth_and_keep_constants():
     assert max_score(smooth).shape == (1,) and max_score(smooth)[0] == smooth.max()
 
 
+@pytest.mark.parametrize("grid, size, sigma", [((32, 32), 256, 4.0), ((7, 5), 64, 2.0), ((8, 8), 64, 0.0)])
+def test_separable_maps_equal_upsampling_then_blurring_the_image(grid, size, sigma):
+    """The matrix form must give the numbers of the direct recipe: bilinear upsampling of the grid to the
+    image, then a 2-D Gaussian with reflected borders (computed here the slow way, with conv2d)."""
+    import torch
+    import torch.nn.functional as F
+
+    scores = np.random.default_rng(0).gamma(2.0, 1.0, (3, *grid)).astype(np.float32)
+    up = F.interpolate(torch.from_numpy(scores)[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    if sigma:
+        k = gaussian_kernel1d(sigma)
+        r = len(k) // 2
+        up = F.conv2d(F.pad(up, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+        up = F.conv2d(F.pad(up, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
+    np.testing.assert_allclose(anomaly_maps(scores, size, sigma), up[:, 0].numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_gaussian_kernel_is_normalised():
     k = gaussian_kernel1d(4.0)
     assert len(k) == 33 and float(k.sum()) == pytest.approx(1.0) and int(k.argmax()) == 16

@@ -50,3 +50,18 @@ def test_atomic_path_moves_into_place_or_leaves_nothing(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("interrupted")
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["t.bin"]
+
+
+def test_only_durable_writes_wait_for_the_disk(tmp_path, monkeypatch):
+    import os
+
+    from exdd_lab.storage import atomic_write
+
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    with atomic_write(tmp_path / "model.bin") as handle:
+        handle.write(b"weights")
+    with atomic_write(tmp_path / "cache.bin", durable=False) as handle:
+        handle.write(b"features")
+    assert len(synced) == 1, "saved models are fsynced; cache entries (checked when read) are not"
+    assert (tmp_path / "cache.bin").read_bytes() == b"features" and not list(tmp_path.glob(".*.tmp"))

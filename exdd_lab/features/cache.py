@@ -57,7 +57,7 @@ class FeatureCache:
         try:
             if not (self.folder / "config.json").is_file():
                 atomic_write_json(self.folder / "config.json", self.key)
-            with atomic_write(self._file(digest)) as handle:
+            with atomic_write(self._file(digest), durable=False) as handle:  # get() redoes a damaged entry
                 handle.write(save({"features": features.contiguous()}))
         except OSError as exc:
             self.disabled = True
