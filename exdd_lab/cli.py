@@ -344,9 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--coreset", type=_ratio, default=0.01, help="share of normal patches kept in the bank (default 0.01)")
     p.add_argument("--coreset-method", choices=("two-stage", "exact"), default="two-stage",
-                   help="two-stage greedy (fast, default) or the textbook greedy (15-20x slower; same AUROC within seed spread)")
-    p.add_argument("--image-score", choices=("max", "max_patch", "reweighted"), default="max",
-                   help="max of the smoothed map (default), max raw patch score, or PatchCore's Eq. 7 reweighting")
+                   help="two-stage greedy (fast, default) or the textbook greedy (about 20x slower; AUROC within 0.005, "
+                        "see benchmarks/README.md)")
+    p.add_argument("--image-score", choices=("max_patch", "reweighted", "max"), default=None,
+                   help="PatchCore's image score: max raw patch score (default, the reference code's), the paper's "
+                        "Eq. 7 reweighting, or max of the smoothed map")
     p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of anomaly maps, in pixels")
     p.add_argument("--out", required=True, help="output folder for metrics.json and scores.csv")
     g = p.add_argument_group("synthetic defects (exdd, student-teacher)")

@@ -29,6 +29,9 @@ def test_patchcore_fits_predicts_and_separates_defects(tiny):
     assert pred.maps.shape == (10, 64, 64) and pred.scores.shape == (10,) and pred.patch_scores.shape == (10, 8, 8)
     labels = np.array([s.label for s in tiny.test])
     assert pred.scores[labels == 1].mean() > pred.scores[labels == 0].mean()
+    np.testing.assert_array_equal(pred.scores, pred.patch_scores.reshape(10, -1).max(1),
+                                  err_msg="the default image score is the reference code's: the largest patch score")
+    assert not np.allclose(pred.scores, pred.extra["max_map_score"]), "the smoothed map's maximum is another score"
     again = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.25, seed=0)).fit(tiny.train)
     assert np.array_equal(again.predict(tiny.test).scores, pred.scores), "same seed, same numbers"
 

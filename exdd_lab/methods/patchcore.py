@@ -1,7 +1,9 @@
 """PatchCore (Roth et al., CVPR 2022): a coreset memory bank of normal patches and kNN scoring.
 
 fit: patch features of every training (normal) image -> one bank -> greedy coreset (1% by default).
-predict: each test patch's distance to its nearest bank item -> smoothed map -> image score.
+predict: each test patch's distance to its nearest bank item -> smoothed map; image score = the largest
+patch distance (as the reference code). Where the kit differs from the paper and the reference code, and
+what each difference costs: ``benchmarks/README.md``, fidelity table.
 Taught in ``notebooks/02_negative_only_baselines.ipynb``.
 """
 from __future__ import annotations
@@ -28,13 +30,16 @@ IMAGE_SCORES = ("max", "max_patch", "reweighted")
 
 @dataclass
 class PatchCoreSettings:
-    """PatchCore's knobs. ``image_score``: ``"max"`` (max of the smoothed map, default), ``"max_patch"``
-    (max raw patch score, the paper's s*), or ``"reweighted"`` (s* times the Eq. 7 weight)."""
+    """PatchCore's knobs. ``image_score``: ``"max_patch"`` (max raw patch score, the paper's s*, what the
+    reference code patchcore-inspection returns; default), ``"reweighted"`` (s* times the paper's Eq. 7
+    weight, as anomalib), or ``"max"`` (max of the smoothed map: better on MTD, worse on the procedural
+    default, equal on MPDD -- not all data sets agree, so the reference stays the default; see
+    benchmarks/README.md, fidelity table). Coreset defaults: see :mod:`exdd_lab.coreset`."""
 
     coreset_ratio: float = 0.01
     coreset_projection: int | None = DEFAULT_PROJECTION
     sigma: float = 4.0
-    image_score: str = "max"
+    image_score: str = "max_patch"
     reweight_neighbours: int = 9
     seed: int = 0
     batch_size: int = 8

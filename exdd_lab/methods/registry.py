@@ -11,7 +11,7 @@ from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 def build_patchcore(features: FeatureConfig, options: dict) -> Detector:
     return PatchCore(features, PatchCoreSettings(
         coreset_ratio=options.get("coreset", 0.01), seed=options.get("seed", 0),
-        image_score=options.get("image_score", "max"), sigma=options.get("sigma", 4.0),
+        image_score=options.get("image_score") or PatchCoreSettings.image_score, sigma=options.get("sigma", 4.0),
         coreset_method=options.get("coreset_method", "two-stage")))
 
 
