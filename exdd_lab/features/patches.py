@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exdd_lab.errors import SettingsError
 from exdd_lab.features.backbones import DEFAULT_BACKBONE, create_backbone
 
 #: Default layers per backbone (timm feature indices): mid-level layers, as PatchCore uses.
@@ -58,13 +59,9 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if self.neighbourhood_padding not in NEIGHBOURHOOD_PADDINGS:
-            from exdd_lab.errors import SettingsError
-
             raise SettingsError(f"unknown neighbourhood padding {self.neighbourhood_padding!r}",
                                 f"use one of {', '.join(NEIGHBOURHOOD_PADDINGS)} ('zeros' is the reference code's)")
         if self.normalisation not in NORMALISATIONS:
-            from exdd_lab.errors import SettingsError
-
             raise SettingsError(f"unknown normalisation {self.normalisation!r}",
                                 f"use one of {', '.join(NORMALISATIONS)} ('backbone': the weights' own statistics)")
 
