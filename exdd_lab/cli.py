@@ -191,7 +191,7 @@ def _exdd_defects(args: argparse.Namespace, ds, options: dict):
     ds, real = ds.with_training_defects(args.real_defects, seed=args.seed)
     if real and ds.split_info.get("train_defects", {}).get("moved_from_test"):
         print(f"moved {len(real)} real defect images from the test split into the positive bank; they are not evaluated")
-    options.update(defects=list(synthetic) + list(real), exdd_image_score=args.exdd_image_score,
+    options.update(defects=list(synthetic) + list(real), exdd_image_score=args.exdd_image_score, exdd_score=args.exdd_score,
                    min_mask_fraction=args.min_mask_fraction,
                    positive_patches=args.positive_patches,
                    synthesis_info={"source": made, "n_synthetic": len(synthetic), "n_real_defects": len(real),
@@ -366,8 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
     g.add_argument("--real-defects", type=int, default=0,
                    help="add K real labelled defects (KSDD2's training positives; otherwise moved out of the test split)")
-    g.add_argument("--exdd-image-score", choices=("max", "exdd"), default="max",
-                   help="max of the ratio map (default) or ExDD's published bank-ratio score")
+    g.add_argument("--exdd-score", choices=("gated", "ratio_na", "ratio"), default="gated",
+                   help="gated (default: PatchCore's d_neg raised where a patch is unusual and defect-like) or ExDD's "
+                        "published ratio d_neg / (d_pos + eps), neighbourhood-aware (ratio_na) or plain (ratio)")
+    g.add_argument("--exdd-image-score", choices=("max_patch", "max", "exdd"), default="max_patch",
+                   help="largest patch score (default, as PatchCore), max of the smoothed map, or ExDD's published "
+                        "bank-ratio score")
     g.add_argument("--min-mask-fraction", type=float, default=0.9,
                    help="a defect patch enters the positive bank when this share of its cell is masked (default 0.9)")
     g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (exdd, student-teacher)")

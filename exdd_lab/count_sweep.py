@@ -21,7 +21,7 @@ from exdd_lab.features import PatchFeatureExtractor
 from exdd_lab.memory import BankError
 from exdd_lab.methods.base import Prediction
 from exdd_lab.methods.exdd import ExDD, ExddSettings
-from exdd_lab.scoring import anomaly_maps, max_score
+from exdd_lab.scoring import anomaly_maps, max_patch_score
 from exdd_lab.synthesis import DdpmConfig, cached_defect_set
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "f1_max")
@@ -59,7 +59,7 @@ def synthetic_count_sweep(
                     if negative_only is None:
                         grid = detector.predict_negative(ds.test)
                         maps = anomaly_maps(grid, size, detector.settings.sigma)
-                        negative_only, _ = evaluate_prediction(ds, Prediction(maps, max_score(maps), grid), size)
+                        negative_only, _ = evaluate_prediction(ds, Prediction(maps, max_patch_score(grid), grid), size)
                     rows.append({**row, "positive_patches": 0, **{k: negative_only.get(k) for k in KEYS}})
                     continue
                 try:

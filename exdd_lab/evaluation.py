@@ -155,16 +155,17 @@ def method_table(dataset: DefectDataset, predictions: dict[str, Prediction]) -> 
 def compare_variants(dataset: DefectDataset, prediction: Prediction, variants: dict[str, np.ndarray],
                      image_size: int, sigma: float = 4.0) -> "pd.DataFrame":
     """One row of metrics per scoring variant: each entry of ``variants`` is a patch-score grid ``(N, h, w)``
-    for the test split, turned into maps and image scores (max of map) the same way and evaluated.
-    Used for ExDD's negative-only / positive-only / ratio / neighbourhood-aware ratio comparison."""
+    for the test split, turned into maps (upsampled, smoothed) and image scores (largest patch score, as
+    PatchCore and ExDD score) the same way and evaluated. Used for ExDD's negative-only / positive-only /
+    ratio / neighbourhood-aware ratio / gated comparison."""
     import pandas as pd
 
-    from exdd_lab.scoring import anomaly_maps, max_score
+    from exdd_lab.scoring import anomaly_maps, max_patch_score
 
     rows = {}
     for name, grid in variants.items():
         maps = anomaly_maps(grid, image_size, sigma)
-        metrics, _ = evaluate_prediction(dataset, Prediction(maps, max_score(maps), grid), image_size)
+        metrics, _ = evaluate_prediction(dataset, Prediction(maps, max_patch_score(grid), grid), image_size)
         rows[name] = {k: metrics.get(k) for k in ("image_auroc", "pixel_auroc", "aupro", "image_ap", "f1_max")}
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -172,16 +173,16 @@ def compare_variants(dataset: DefectDataset, prediction: Prediction, variants: d
 def variant_auroc_by_type(dataset: DefectDataset, variants: dict[str, np.ndarray], image_size: int,
                           sigma: float = 4.0) -> "pd.DataFrame":
     """Image AUROC per defect type (rows) for each scoring variant (columns): each type's defects
-    against all normal test images, image score = max of the smoothed map."""
+    against all normal test images, image score = the largest patch score."""
     import pandas as pd
 
-    from exdd_lab.scoring import anomaly_maps, max_score
+    from exdd_lab.scoring import max_patch_score
 
     labels = np.array([s.label for s in dataset.test])
     types = [s.defect_type for s in dataset.test]
     columns = {}
     for name, grid in variants.items():
-        table = per_type_table(labels, max_score(anomaly_maps(grid, image_size, sigma)), types)
+        table = per_type_table(labels, max_patch_score(grid), types)
         columns[name] = table.set_index("defect_type")["image_auroc"]
     return pd.DataFrame(columns)
 

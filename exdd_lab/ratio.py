@@ -14,9 +14,21 @@ With a bank of one item there is no neighbourhood and ``w = 1``.
 
 ``eps`` keeps the ratio finite when a patch coincides with a defect patch (``d_pos = 0``); with
 non-negative distances the result is never NaN or infinite. Shapes: ``(P,)`` per patch, or any shape
-as long as the two distance arrays agree. Taught in ``notebooks/04_dual_banks_ratio_scoring.ipynb``.
+as long as the two distance arrays agree.
+
+**Gated** form (the kit's default, :func:`gated_scores`): the published ratio is unbounded as
+``d_pos -> 0`` and *divides down* every patch far from the synthetic defects, so one normal-looking
+patch in the positive bank can make a normal image score high, and a real defect unlike every
+synthetic one scores below PatchCore. The gated score starts from PatchCore's ``d_neg`` and only
+raises it, by at most ``1 + strength``, where a patch is both unusual (``d_neg`` above the typical worst
+patch of a training normal) and closer to a known defect than most normal patches are
+(``d_pos`` below a low quantile of the training normals' ``d_pos``). Both thresholds come from the
+training normals (:func:`normal_statistics`), never from test labels.
+Taught in ``notebooks/04_dual_banks_ratio_scoring.ipynb``.
 """
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -78,3 +90,55 @@ def exdd_image_score(d_neg: np.ndarray, d_pos: np.ndarray, w_neg: np.ndarray, w_
     s_neg = np.asarray(w_neg)[rows, worst] * d_neg[rows, worst]
     s_pos = np.asarray(w_pos)[rows, closest] * d_pos[rows, closest]
     return ratio_scores(s_neg, s_pos, eps)
+
+
+@dataclass(frozen=True)
+class NormalStatistics:
+    """What normal looks like to the two banks, measured on training normals (no test labels).
+
+    ``worst_patch``: the median over images of each image's largest ``d_neg``, the gate: a patch below it
+    is no more unusual than the worst patch of a typical normal image. ``defect_distance``: a low quantile
+    of the normal patches' ``d_pos``, the scale of closeness: a patch nearer a defect than this is nearer
+    than most normal patches ever get.
+    """
+
+    worst_patch: float
+    defect_distance: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def typical_worst_patch(d_neg: np.ndarray) -> float:
+    """The median over normal images ``(N, h, w)`` of each image's largest ``d_neg``: how unusual the worst
+    patch of a typical normal image is."""
+    d_neg = np.asarray(d_neg, np.float64)
+    if d_neg.ndim != 3 or len(d_neg) == 0:
+        raise ValueError(f"need an (N, h, w) grid with N >= 1, got {d_neg.shape}")
+    return float(np.median(d_neg.reshape(len(d_neg), -1).max(axis=1)))
+
+
+def normal_statistics(d_neg: np.ndarray, d_pos: np.ndarray, quantile: float = 0.1) -> NormalStatistics:
+    """:class:`NormalStatistics` from the grids ``(N, h, w)`` of ``N`` normal images (``quantile`` of ``d_pos``)."""
+    d_neg, d_pos = np.asarray(d_neg, np.float64), np.asarray(d_pos, np.float64)
+    if d_neg.ndim != 3 or d_neg.shape != d_pos.shape or len(d_neg) == 0:
+        raise ValueError(f"need two (N, h, w) grids of the same shape with N >= 1, got {d_neg.shape} and {d_pos.shape}")
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
+    return NormalStatistics(typical_worst_patch(d_neg), float(np.quantile(d_pos, quantile)))
+
+
+def gated_scores(d_neg: np.ndarray, d_pos: np.ndarray, stats: NormalStatistics, strength: float = 1.0) -> np.ndarray:
+    """``d_neg * (1 + strength * closeness)`` where ``d_neg > stats.worst_patch``, else ``d_neg``.
+
+    ``closeness = clip(1 - d_pos / stats.defect_distance, 0, 1)``: 1 on a known defect patch, 0 at or beyond
+    the distance most normal patches keep from the defect bank. The score is never below ``d_neg``
+    (PatchCore) and never above ``(1 + strength) * d_neg``.
+    """
+    d_neg, d_pos = np.asarray(d_neg, np.float64), np.asarray(d_pos, np.float64)
+    if d_neg.shape != d_pos.shape:
+        raise ValueError(f"distance arrays differ in shape: {d_neg.shape} vs {d_pos.shape}")
+    if strength < 0:
+        raise ValueError(f"strength must be >= 0, got {strength}")
+    closeness = np.clip(1 - d_pos / max(stats.defect_distance, 1e-12), 0, 1)
+    return d_neg * (1 + strength * closeness * (d_neg > stats.worst_patch))

@@ -64,6 +64,12 @@ def max_score(maps: np.ndarray) -> np.ndarray:
     return np.asarray(maps).reshape(len(maps), -1).max(axis=1)
 
 
+def max_patch_score(patch_scores: np.ndarray) -> np.ndarray:
+    """Image score = the largest raw patch score of each grid ``(N, h, w) -> (N,)`` (PatchCore's s*, the
+    reference image score; unlike the map's maximum it does not depend on the smoothing)."""
+    return np.asarray(patch_scores).reshape(len(patch_scores), -1).max(axis=1)
+
+
 def top_k_mean(maps: np.ndarray, k: int = 100) -> np.ndarray:
     """Image score = the mean of each map's ``k`` largest pixels ``(N, H, W) -> (N,)``: steadier than the
     maximum (one hot pixel does not decide), still sensitive to small defects (100 of 65,536 pixels at 256 px)."""

@@ -58,6 +58,56 @@ def test_negative_variant_is_patchcore_on_the_same_bank(fitted, tiny):
     assert np.allclose(negative, pc.predict(tiny.test).scores)
 
 
+def test_gated_score_is_patchcore_raised_only_where_a_patch_is_unusual_and_defect_like(fitted, tiny, synthetic):
+    from exdd_lab.ratio import gated_scores
+
+    stats = fitted.normal_stats
+    assert stats is not None and stats.worst_patch > 0 and stats.defect_distance > 0
+    pred = fitted.predict(tiny.test)
+    d_neg = pred.extra["d_neg"]
+    assert np.allclose(pred.patch_scores, gated_scores(d_neg, pred.extra["d_pos"], stats), rtol=1e-6)
+    assert (pred.patch_scores >= d_neg - 1e-5).all() and (pred.patch_scores <= 2 * d_neg + 1e-5).all()
+    assert np.allclose(pred.scores, pred.patch_scores.reshape(len(tiny.test), -1).max(1))  # largest patch score
+    # with no strength the positive bank has no say: exactly PatchCore on the same bank and image score
+    plain = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=0.5, min_mask_fraction=0.3, strength=0.0),
+                 defects=synthetic).fit(tiny.train)
+    pc = PatchCore(FEATURES, PatchCoreSettings(coreset_ratio=0.25, seed=0)).fit(tiny.train)
+    ref = pc.predict(tiny.test)
+    got = plain.predict(tiny.test)
+    assert np.allclose(got.scores, ref.scores, rtol=1e-5) and np.allclose(got.maps, ref.maps, rtol=1e-4, atol=1e-5)
+
+
+def test_purified_positive_bank_holds_only_unusual_patches(fitted, tiny, synthetic):
+    from exdd_lab.ratio import typical_worst_patch
+
+    gate = typical_worst_patch(fitted.calibration_d_neg())
+    assert len(fitted.calibration_d_neg()) == len(tiny.train)  # every training image when there are fewer than 100
+    d_neg = fitted.negative.search(fitted.positive.items, k=1)[0][:, 0]
+    assert (d_neg > gate).all() or len(fitted.positive) == 1
+    assert fitted.normal_stats.worst_patch == pytest.approx(gate)
+    raw = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=1.0, min_mask_fraction=0.3, purify_positive=False),
+               defects=synthetic).fit(tiny.train)
+    pure = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=1.0, min_mask_fraction=0.3),
+                defects=synthetic).fit(tiny.train)
+    d_raw = raw.negative.search(raw.positive.items, k=1)[0][:, 0]
+    assert pure.purified == int((d_raw <= gate).sum()) and len(pure.positive) == len(raw.positive) - pure.purified
+
+
+def test_published_ratio_stays_available(tiny, synthetic):
+    from exdd_lab.methods.exdd import variant_grid
+
+    det = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=0.5, min_mask_fraction=0.3, score="ratio_na"),
+               defects=synthetic).fit(tiny.train)
+    pred = det.predict(tiny.test)
+    assert np.allclose(pred.patch_scores, variant_grid(pred.extra, "ratio_na", det.settings.eps), rtol=1e-5)
+    with pytest.raises(ExddError, match="unknown ExDD score"):
+        ExDD(FEATURES, ExddSettings(score="nope"))
+    with pytest.raises(ExddError, match="neighbourhood weights"):
+        ExDD(FEATURES, ExddSettings(score="ratio_na", neighbourhood_aware=False))
+    with pytest.raises(ExddError, match="out of range"):
+        ExDD(FEATURES, ExddSettings(defect_quantile=1.5))
+
+
 def test_exdd_image_score_option(tiny, synthetic):
     det = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, image_score="exdd", min_mask_fraction=0.3),
                defects=synthetic).fit(tiny.train)
@@ -74,7 +124,7 @@ def test_exdd_image_score_option(tiny, synthetic):
 
 
 def test_crop_variant_keeps_whole_crops(tiny, synthetic):
-    det = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=1.0, positive_patches="crop"),
+    det = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=1.0, positive_patches="crop", purify_positive=False),
                defects=synthetic).fit(tiny.train)
     assert len(det.positive) == len(synthetic) * 64  # every patch of each crop
     assert np.isfinite(det.predict(tiny.test[:2]).scores).all()
@@ -107,6 +157,7 @@ def test_explanation_maps_and_nearest_items(fitted, tiny):
 def test_save_load_round_trip_and_mismatched_backbone(fitted, tiny, tmp_path):
     fitted.save(tmp_path / "det")
     again = ExDD.load(tmp_path / "det")
+    assert again.normal_stats == fitted.normal_stats
     assert np.allclose(again.predict(tiny.test).scores, fitted.predict(tiny.test).scores)
     with pytest.raises(ExddError, match="already exists"):
         fitted.save(tmp_path / "det")
@@ -117,6 +168,12 @@ def test_save_load_round_trip_and_mismatched_backbone(fitted, tiny, tmp_path):
         ExDD.load(tmp_path / "det")
     with pytest.raises(ExddError, match="no saved ExDD"):
         ExDD.load(tmp_path)
+    fitted.save(tmp_path / "old")  # a folder saved before the gated score existed is refused, not re-scored silently
+    blob = json.loads((tmp_path / "old" / "exdd.json").read_text())
+    del blob["normal_stats"]
+    (tmp_path / "old" / "exdd.json").write_text(json.dumps(blob))
+    with pytest.raises(ExddError, match="before the gated score"):
+        ExDD.load(tmp_path / "old")
 
 
 def test_training_defects_never_stay_in_the_test_split(tiny):

@@ -9,7 +9,9 @@ import torch
 
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.exdd import variant_grid
-from exdd_lab.ratio import bank_support, exdd_image_score, neighbourhood_weights, ratio_scores
+from exdd_lab.ratio import (
+    NormalStatistics, bank_support, exdd_image_score, gated_scores, neighbourhood_weights, normal_statistics, ratio_scores,
+)
 
 
 def test_ratio_values_and_guards():
@@ -75,5 +77,39 @@ def test_variant_grids():
     assert variant_grid(extra, "positive").item() == -1.0
     assert variant_grid(extra, "ratio", eps=1.0).item() == pytest.approx(2.0)
     assert variant_grid(extra, "ratio_na", eps=0.75).item() == pytest.approx(2.0 / 1.0)
+    stats = NormalStatistics(worst_patch=3.0, defect_distance=2.0)
+    assert variant_grid(extra, "gated", stats=stats).item() == pytest.approx(4.0 * 1.5)
+    with pytest.raises(ValueError, match="normal_stats"):
+        variant_grid(extra, "gated")
     with pytest.raises(ValueError, match="variant"):
         variant_grid(extra, "nope")
+
+
+def test_normal_statistics_by_hand():
+    d_neg = np.array([[[1.0, 5.0]], [[2.0, 3.0]], [[9.0, 0.0]]])  # each image's worst patch: 5, 3, 9 -> median 5
+    d_pos = np.arange(6, dtype=float).reshape(3, 1, 2)  # 0..5
+    stats = normal_statistics(d_neg, d_pos, quantile=0.2)
+    assert stats.worst_patch == 5.0
+    assert stats.defect_distance == pytest.approx(np.quantile(np.arange(6.0), 0.2))
+    with pytest.raises(ValueError, match="quantile"):
+        normal_statistics(d_neg, d_pos, quantile=1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        normal_statistics(d_neg, d_pos[:2])
+
+
+def test_gated_score_only_raises_unusual_defect_like_patches_and_is_bounded():
+    stats = NormalStatistics(worst_patch=2.0, defect_distance=4.0)
+    d_neg = np.array([1.0, 1.0, 3.0, 3.0, 3.0, 3.0])
+    d_pos = np.array([0.0, 9.0, 0.0, 1.0, 4.0, 9.0])
+    s = gated_scores(d_neg, d_pos, stats, strength=1.0)
+    # below the gate: PatchCore's d_neg whatever d_pos says (a normal-looking defect patch cannot raise it)
+    assert s[:2].tolist() == [1.0, 1.0]
+    # above the gate: raised by closeness 1 - d_pos / 4, clipped to [0, 1]
+    assert s[2:].tolist() == pytest.approx([6.0, 3.0 * 1.75, 3.0, 3.0])
+    rng = np.random.default_rng(0)
+    dn, dp = rng.uniform(0, 5, 1000), rng.uniform(0, 5, 1000)
+    g = gated_scores(dn, dp, stats, strength=0.5)
+    assert (g >= dn).all() and (g <= 1.5 * dn + 1e-12).all()  # never below PatchCore, never above (1 + strength)
+    assert np.array_equal(gated_scores(dn, dp, stats, strength=0.0), dn)
+    with pytest.raises(ValueError, match="strength"):
+        gated_scores(dn, dp, stats, strength=-1)

@@ -10,9 +10,12 @@ of defect images — synthetic defects (and optionally a few real labelled ones)
 - ``positive_patches="crop"`` (ExDD's original): every patch of a tight crop around each defect
   (mask bounding box plus ``crop_margin`` pixels, resized to the input size), background included.
 
-predict: per test patch ``d_neg``, ``d_pos`` and the (neighbourhood-aware) ratio ``R`` of
-:mod:`exdd_lab.ratio`; pixel map = ``R`` upsampled and smoothed; image score = the map's maximum, or
-ExDD's published score (``image_score="exdd"``). The raw distances, weights and nearest items are kept
+predict: per test patch ``d_neg``, ``d_pos`` and the score of :mod:`exdd_lab.ratio`: ``score="gated"``
+(default: PatchCore's ``d_neg``, raised where a patch is unusual *and* close to a known defect, with
+both thresholds measured on training normals at fit time) or ExDD's published ratio
+(``"ratio_na"``, neighbourhood-aware; ``"ratio"``, plain); pixel map = the score grid upsampled and
+smoothed; image score = the largest patch score (as PatchCore), the map's maximum, or ExDD's
+published score (``image_score="exdd"``). The raw distances, weights and nearest items are kept
 in ``Prediction.extra`` so every variant (negative-only, positive-only, plain or weighted ratio) can
 be scored from one run, and :meth:`ExDD.explain` can show which bank items a pixel matched.
 Taught in ``notebooks/04_dual_banks_ratio_scoring.ipynb``.
@@ -41,11 +44,16 @@ from exdd_lab.memory import BankError, MemoryBank
 from exdd_lab.methods.base import Prediction
 from exdd_lab.methods.persistence import check_format, format_header, settings_from_saved
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
-from exdd_lab.ratio import bank_support, exdd_image_score, neighbourhood_weights, ratio_scores
-from exdd_lab.scoring import anomaly_maps, max_score
+from exdd_lab.ratio import (
+    NormalStatistics, bank_support, exdd_image_score, gated_scores, neighbourhood_weights, normal_statistics, ratio_scores,
+    typical_worst_patch,
+)
+from exdd_lab.scoring import anomaly_maps, max_patch_score, max_score
 from exdd_lab.storage import atomic_directory, atomic_write
 
-VARIANTS = ("negative", "positive", "ratio", "ratio_na")
+VARIANTS = ("negative", "positive", "ratio", "ratio_na", "gated")
+SCORES = ("gated", "ratio_na", "ratio")  # the map a detector predicts: the kit's default, then ExDD's published two
+IMAGE_SCORES = ("max_patch", "max", "exdd")
 
 
 @dataclass
@@ -57,12 +65,17 @@ class ExddSettings:
     positive_patches: str = "masked"  # or "crop"
     min_mask_fraction: float = 0.9  # only cells (almost) fully inside a defect: see notebook 04
     crop_margin: int = 8
-    neighbourhood_aware: bool = True
+    score: str = "gated"  # "ratio_na" / "ratio": ExDD's published formula (notebook 04 shows why it changed)
+    strength: float = 1.0  # gated: a patch's score rises by at most this factor of d_neg
+    defect_quantile: float = 0.1  # gated: the quantile of normal patches' d_pos that counts as "close to a defect"
+    calibration_images: int = 100  # gated: training normals (evenly spaced) that measure the two thresholds
+    purify_positive: bool = True  # drop defect patches no more unusual than a normal image's typical worst patch
+    neighbourhood_aware: bool = True  # compute Eq. 7 weights (needed by "ratio_na" and image_score="exdd")
     support_k: int = 9
     temperature: float | None = None  # None: sqrt(feature dimension)
     eps: float = 1e-3
     sigma: float = 4.0
-    image_score: str = "max"  # or "exdd"
+    image_score: str = "max_patch"  # largest patch score (PatchCore's reference); "max": of the map; "exdd"
     coreset_projection: int | None = DEFAULT_PROJECTION
     seed: int = 0
     batch_size: int = 8
@@ -122,8 +135,18 @@ class ExDD:
     def __init__(self, features: FeatureConfig | None = None, settings: ExddSettings | None = None,
                  defects: Sequence[Sample] = (), extractor: PatchFeatureExtractor | None = None) -> None:
         self.settings = settings or ExddSettings()
-        if self.settings.image_score not in ("max", "exdd"):
-            raise SettingsError(f"unknown ExDD image score {self.settings.image_score!r}", "use 'max' (default) or 'exdd'")
+        st = self.settings
+        if st.image_score not in IMAGE_SCORES:
+            raise SettingsError(f"unknown ExDD image score {st.image_score!r}", f"use one of {', '.join(IMAGE_SCORES)}")
+        if st.score not in SCORES:
+            raise SettingsError(f"unknown ExDD score {st.score!r}", f"use one of {', '.join(SCORES)} (gated is the default)")
+        if (st.score == "ratio_na" or st.image_score == "exdd") and not st.neighbourhood_aware:
+            raise SettingsError(f"score {st.score!r} / image score {st.image_score!r} need the neighbourhood weights",
+                                "keep neighbourhood_aware=True, or use score='ratio' or 'gated'")
+        if st.strength < 0 or not 0 < st.defect_quantile < 1 or st.calibration_images < 1:
+            raise SettingsError(f"gated score knobs out of range: strength={st.strength}, defect_quantile={st.defect_quantile}, "
+                                f"calibration_images={st.calibration_images}",
+                                "strength >= 0, 0 < defect_quantile < 1, calibration_images >= 1")
         self.extractor = extractor or PatchFeatureExtractor(features or FeatureConfig())
         self.defects = list(defects)
         self.negative: MemoryBank | None = None
@@ -132,6 +155,9 @@ class ExDD:
         self.positive_sources = np.zeros((0, 7), np.int64)
         self.train_paths: list[str] = []
         self._support: dict[str, np.ndarray] = {}
+        self.normal_stats: NormalStatistics | None = None  # the gated score's thresholds, set by refit_positive
+        self._calibration_d_neg: np.ndarray | None = None
+        self.purified = 0  # defect patches the purification dropped from the last positive bank
         self.synthesis_info: dict = {}  # how the defects were made (generator, count, seconds), for metrics.json
 
     @property
@@ -164,20 +190,66 @@ class ExDD:
                                          + [np.full_like(pos, v) for v in (0, size, 0, size)], 1)
         self.train_paths = [str(p) for p in patchcore.train_paths]
         self._support = {}
+        self._calibration_d_neg = None
         return self
 
     def refit_positive(self, defects: Sequence[Sample], progress: bool = False) -> ExDD:
-        """Rebuild only the positive bank from ``defects`` (the negative bank is kept): for count sweeps."""
+        """Rebuild only the positive bank from ``defects`` (the negative bank is kept): for count sweeps.
+
+        With ``purify_positive`` a defect patch enters the bank only when it is itself unusual: its ``d_neg``
+        above the typical worst patch of a training normal. A normal-looking patch inside a defect mask
+        (real masks are drawn generously; synthetic defects keep normal texture) would otherwise make
+        normal test patches look defect-like. The gated score's thresholds are measured here too.
+        """
         st = self.settings
         self.defects = list(defects)
         feats, sources = positive_patches(self.extractor, self.defects, st, progress)
+        self.purified = 0
+        if st.purify_positive:
+            d_neg = self.negative.search(feats, k=1)[0][:, 0]
+            keep = d_neg > typical_worst_patch(self.calibration_d_neg())
+            if not keep.any():  # nothing unusual at all: keep the most unusual patch, so the bank is not empty
+                keep[np.argmax(d_neg)] = True
+            self.purified = int((~keep).sum())
+            feats, sources = feats[torch.from_numpy(keep)].contiguous(), sources[keep]
         if st.positive_ratio < 1 and len(feats) > 1:
             keep = np.sort(greedy_coreset(feats, coreset_size(len(feats), st.positive_ratio), st.coreset_projection, st.seed))
             feats, sources = feats[torch.from_numpy(keep)].contiguous(), sources[keep]
         self.positive = MemoryBank(self.extractor.feature_dim, dict(self.feature_metadata(), bank="positive")).add(feats)
         self.positive_sources = sources
         self._support.pop("positive", None)
+        self.normal_stats = self._measure_normals()
         return self
+
+    def calibration_paths(self) -> list[str]:
+        """Up to ``calibration_images`` training normals, evenly spaced over the training list."""
+        n = self.settings.calibration_images
+        step = max(1, len(self.train_paths) // n)
+        return self.train_paths[::step][:n]
+
+    def _calibration_grids(self, bank: MemoryBank) -> np.ndarray:
+        """Nearest-item distances ``(N, h, w)`` of the calibration normals' patches to ``bank``."""
+        st, paths, out = self.settings, self.calibration_paths(), []
+        for start in range(0, len(paths), st.chunk_images):
+            feats = self.extractor.extract(paths[start : start + st.chunk_images], st.batch_size)
+            out.append(bank.search(feats.reshape(-1, feats.shape[-1]), k=1)[0][:, 0].reshape(feats.shape[:3]))
+        return np.concatenate(out) if out else np.zeros((0, self.extractor.grid_size, self.extractor.grid_size))
+
+    def calibration_d_neg(self) -> np.ndarray:
+        """The calibration normals' ``d_neg`` grids (computed once per negative bank).
+
+        The training images built the negative bank, so their ``d_neg`` runs a little lower than a new
+        normal image's: the gate and the purification err towards letting positive evidence count.
+        """
+        if self._calibration_d_neg is None:
+            self._calibration_d_neg = self._calibration_grids(self.negative)
+        return self._calibration_d_neg
+
+    def _measure_normals(self) -> NormalStatistics | None:
+        """The gated score's two thresholds from the calibration normals' ``d_neg`` and ``d_pos`` grids."""
+        if not self.train_paths:
+            return None
+        return normal_statistics(self.calibration_d_neg(), self._calibration_grids(self.positive), self.settings.defect_quantile)
 
     def support(self, which: str) -> np.ndarray:
         """Each bank item's ``support_k`` nearest items in its own bank (computed once)."""
@@ -210,10 +282,12 @@ class ExDD:
             for k, v in self._score_group(self.extractor.extract(paths[start : start + st.chunk_images], st.batch_size)).items():
                 grids.setdefault(k, []).append(v)
         extra = {k: np.concatenate(v) if v else np.zeros((0, g, g)) for k, v in grids.items()}
-        ratio = variant_grid(extra, "ratio_na" if st.neighbourhood_aware else "ratio", st.eps).astype(np.float32)
+        ratio = variant_grid(extra, st.score, st.eps, self.normal_stats, st.strength).astype(np.float32)
         size = self.extractor.config.image_size
         maps = anomaly_maps(ratio, size, st.sigma) if len(ratio) else np.zeros((0, size, size), np.float32)
         scores = max_score(maps) if len(maps) else np.zeros(0)
+        if st.image_score == "max_patch":
+            scores = max_patch_score(ratio) if len(ratio) else np.zeros(0)
         if st.image_score == "exdd":
             extra["max_map_score"] = scores
             scores = exdd_image_score(extra["d_neg"].reshape(len(ratio), -1), extra["d_pos"].reshape(len(ratio), -1),
@@ -276,6 +350,7 @@ class ExDD:
             (tmp / "exdd.json").write_text(json.dumps({
                 **format_header(self.name), "settings": asdict(self.settings), "features": asdict(self.extractor.config),
                 "metadata": self.feature_metadata(), "train_paths": self.train_paths,
+                "normal_stats": self.normal_stats.to_dict() if self.normal_stats else None,
                 "defects": [s.to_dict() for s in self.defects]}, indent=2, default=str))
         return folder
 
@@ -300,22 +375,35 @@ class ExDD:
         sources = load_file(folder / "sources.safetensors")
         model.negative_sources, model.positive_sources = sources["negative"].numpy(), sources["positive"].numpy()
         model.train_paths = blob["train_paths"]
+        if "normal_stats" not in blob:  # saved before the gated score: its ratio maps would silently change
+            raise ExddError(f"{folder} holds an ExDD detector saved before the gated score (no normal_stats in exdd.json)",
+                            "re-fit and save it with this version (`exdd-lab evaluate --method exdd --save-model NEW_DIR`)")
+        stats = blob["normal_stats"]
+        model.normal_stats = NormalStatistics(**stats) if stats else None
         return model
 
     def describe(self) -> dict:
         return {"method": self.name, **self.feature_metadata(), "weights_source": self.extractor.weights_source.description,
                 **{f"settings.{k}": v for k, v in asdict(self.settings).items()},
-                "n_defect_images": len(self.defects), **{f"synthesis.{k}": v for k, v in self.synthesis_info.items()},
+                "n_defect_images": len(self.defects),
+                **{f"normal_stats.{k}": v for k, v in (self.normal_stats.to_dict() if self.normal_stats else {}).items()}, **{f"synthesis.{k}": v for k, v in self.synthesis_info.items()},
                 "negative_patches": len(self.negative) if self.negative is not None else 0,
-                "positive_patches": len(self.positive) if self.positive is not None else 0}
+                "positive_patches": len(self.positive) if self.positive is not None else 0,
+                "positive_patches_purified": self.purified}
 
 
-def variant_grid(extra: dict[str, np.ndarray], variant: str, eps: float = 1e-3) -> np.ndarray:
+def variant_grid(extra: dict[str, np.ndarray], variant: str, eps: float = 1e-3, stats: NormalStatistics | None = None,
+                 strength: float = 1.0) -> np.ndarray:
     """Patch-score grids of one scoring variant from a prediction's ``extra``.
 
     ``negative``: ``d_neg`` (PatchCore); ``positive``: ``-d_pos`` (closeness to known defects alone);
-    ``ratio``: ``d_neg / (d_pos + eps)``; ``ratio_na``: the neighbourhood-aware ratio.
+    ``ratio``: ``d_neg / (d_pos + eps)``; ``ratio_na``: the neighbourhood-aware ratio (ExDD's published
+    score); ``gated``: :func:`~exdd_lab.ratio.gated_scores` with the detector's ``normal_stats``.
     """
+    if variant == "gated":
+        if stats is None:
+            raise ValueError("the gated variant needs the detector's normal_stats (set by fit)")
+        return gated_scores(extra["d_neg"], extra["d_pos"], stats, strength)
     if variant == "negative":
         return extra["d_neg"]
     if variant == "positive":

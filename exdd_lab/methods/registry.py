@@ -20,7 +20,8 @@ def build_exdd(features: FeatureConfig, options: dict) -> Detector:
 
     settings = ExddSettings(seed=options.get("seed", 0), sigma=options.get("sigma", 4.0),
                             negative_ratio=options.get("coreset", 0.01),
-                            image_score=options.get("exdd_image_score", "max"),
+                            image_score=options.get("exdd_image_score", ExddSettings.image_score),
+                            score=options.get("exdd_score", ExddSettings.score),
                             positive_patches=options.get("positive_patches", "masked"),
                             min_mask_fraction=options.get("min_mask_fraction", 0.9))
     detector = ExDD(features, settings, defects=options.get("defects", ()))
