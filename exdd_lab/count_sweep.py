@@ -6,12 +6,15 @@ once (cached), and the positive bank is rebuilt from its first ``n`` defects for
 negative bank. A count whose defects cover no patch cell enough for the positive bank gives a row of
 NaN (``positive_patches = 0``) instead of stopping the sweep. Optionally ``real_defects`` labelled
 defects are added to every positive bank (moved out of the test split when the layout has no training
-defects). Taught in ``notebooks/07_synthetic_count_sweep.ipynb``.
+defects). :func:`real_defect_sweep` asks the other question: what do K *real* defects add, for ExDD's
+published ratio and for the kit's gated score (notebook 04). Taught in
+``notebooks/07_synthetic_count_sweep.ipynb``.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -20,7 +23,7 @@ from exdd_lab.evaluation import evaluate_prediction
 from exdd_lab.features import PatchFeatureExtractor
 from exdd_lab.memory import BankError
 from exdd_lab.methods.base import Prediction
-from exdd_lab.methods.exdd import ExDD, ExddSettings
+from exdd_lab.methods.exdd import ExDD, ExddSettings, variant_grid
 from exdd_lab.scoring import anomaly_maps, max_patch_score
 from exdd_lab.synthesis import DdpmConfig, cached_defect_set
 
@@ -69,4 +72,46 @@ def synthetic_count_sweep(
                     continue
                 metrics, _ = evaluate_prediction(ds, detector.predict(ds.test), size)
                 rows.append({**row, "positive_patches": len(detector.positive), **{k: metrics.get(k) for k in KEYS}})
+    return pd.DataFrame(rows)
+
+
+#: the scores :func:`real_defect_sweep` compares: PatchCore, ExDD's published ratio, the kit's gated score
+REAL_SWEEP_SCORES = {"patchcore": "negative", "exdd-published": "ratio_na", "exdd-gated": "gated"}
+
+
+def real_defect_sweep(
+    dataset: DefectDataset,
+    synthetic: Sequence,
+    reals: Sequence[int],
+    extractor: PatchFeatureExtractor,
+    settings: ExddSettings | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """What K real defects added to the positive bank do to each score: one row per (K, score).
+
+    One negative bank; for each K a positive bank of ``synthetic`` plus K real defects. The largest K is
+    moved out of the test split for **every** row, so all rows share one test split. ExDD's published
+    ratio is scored on its own positive bank (no purification), PatchCore and the gated score on the
+    kit's default (purified) one; image score = largest patch score for all three.
+    """
+    size = extractor.config.image_size
+    evaluated, real = dataset.with_training_defects(max(reals, default=0), seed=seed)
+    detector = ExDD(settings=ExddSettings(**dict(vars(settings or ExddSettings()), seed=seed)), extractor=extractor)
+    detector.fit_negative(dataset.train)
+    rows = []
+    for k in sorted(set(reals)):
+        for name, variant in REAL_SWEEP_SCORES.items():
+            if name == "patchcore" and k:
+                continue  # the negative bank does not change with K
+            detector.settings.purify_positive = name != "exdd-published"
+            detector.refit_positive(list(synthetic) + list(real[:k]))
+            pred = detector.predict(evaluated.test, keep_maps=False)
+            grid = variant_grid(pred.extra, variant, detector.settings.eps, detector.normal_stats,
+                                detector.settings.strength).astype(np.float32)
+            metrics, _ = evaluate_prediction(evaluated, Prediction(anomaly_maps(grid, size, detector.settings.sigma),
+                                                                   max_patch_score(grid), grid), size)
+            rows.append({"real_defects": k, "score": name, "positive_patches": len(detector.positive),
+                         "purified": detector.purified, "n_test": len(evaluated.test),
+                         **{key: metrics.get(key) for key in KEYS}})
+    detector.settings.purify_positive = (settings or ExddSettings()).purify_positive
     return pd.DataFrame(rows)

@@ -217,10 +217,11 @@ def plot_training_curve(losses: Sequence[float], window: int = 25, title: str = 
 
 def show_decomposition(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None],
                        explanations: Sequence[dict], titles: Sequence[str] | None = None) -> plt.Figure:
-    """ExDD's three maps per image (columns: image, d_neg, d_pos, ratio), masks outlined; each map kind
-    on one colour scale down its column. Taught in notebook 04."""
+    """ExDD's three maps per image (columns: image, d_neg, d_pos, the detector's score map: gated by default,
+    ExDD's published ratio with ``score="ratio_na"``), masks outlined; each map kind on one colour scale down
+    its column. Taught in notebook 04."""
     kinds = [("d_neg", "distance to normal", "magma"), ("d_pos", "distance to defects", "viridis_r"),
-             ("ratio", "ratio d_neg / d_pos", "magma")]
+             ("ratio", "ExDD score (both banks)", "magma")]
     fig, axes = plt.subplots(len(images), 4, figsize=(10, 2.6 * len(images)), squeeze=False)
     ranges = {k: (min(float(e[k].min()) for e in explanations), max(float(e[k].max()) for e in explanations))
               for k, _, _ in kinds}

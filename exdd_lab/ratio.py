@@ -22,7 +22,7 @@ patch in the positive bank can make a normal image score high, and a real defect
 synthetic one scores below PatchCore. The gated score starts from PatchCore's ``d_neg`` and only
 raises it, by at most ``1 + strength``, where a patch is both unusual (``d_neg`` above the typical worst
 patch of a training normal) and closer to a known defect than most normal patches are
-(``d_pos`` below a low quantile of the training normals' ``d_pos``). Both thresholds come from the
+(``d_pos`` below the 1% quantile of the training normals' ``d_pos``). Both thresholds come from the
 training normals (:func:`normal_statistics`), never from test labels.
 Taught in ``notebooks/04_dual_banks_ratio_scoring.ipynb``.
 """
@@ -118,7 +118,7 @@ def typical_worst_patch(d_neg: np.ndarray) -> float:
     return float(np.median(d_neg.reshape(len(d_neg), -1).max(axis=1)))
 
 
-def normal_statistics(d_neg: np.ndarray, d_pos: np.ndarray, quantile: float = 0.1) -> NormalStatistics:
+def normal_statistics(d_neg: np.ndarray, d_pos: np.ndarray, quantile: float = 0.01) -> NormalStatistics:
     """:class:`NormalStatistics` from the grids ``(N, h, w)`` of ``N`` normal images (``quantile`` of ``d_pos``)."""
     d_neg, d_pos = np.asarray(d_neg, np.float64), np.asarray(d_pos, np.float64)
     if d_neg.ndim != 3 or d_neg.shape != d_pos.shape or len(d_neg) == 0:
