@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("student-teacher")
     g.add_argument("--epochs", type=int, default=None,
                    help="training epochs (default 6: about 5 minutes on 2 CPU cores for MTD at 256 px)")
-    g.add_argument("--map-source", choices=("head", "discrepancy"), default="head",
+    g.add_argument("--map-source", choices=("head", "discrepancy"), default="discrepancy",
                    help="the map that gives scores.csv and the headline metrics (both are reported in metrics.json)")
     g = p.add_argument_group("exdd (dual banks)")
     g.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")

@@ -98,19 +98,19 @@ def test_detector_predicts_head_and_discrepancy_maps(detector, tiny):
     assert (pred.extra["head_grid"] >= 0).all() and (pred.extra["head_grid"] <= 1).all()
     assert (pred.extra["discrepancy_grid"] >= 0).all() and (pred.extra["discrepancy_grid"] <= 2).all()
     top = np.sort(pred.maps.reshape(10, -1), axis=1)[:, -10:].mean(1)
-    assert np.allclose(pred.scores, top, rtol=1e-5) and np.allclose(pred.scores, pred.extra["head_scores"])
+    assert np.allclose(pred.scores, top, rtol=1e-5) and np.allclose(pred.scores, pred.extra["discrepancy_scores"])  # the default
     lean = detector.predict(tiny.test[:3], keep_maps=False)
     assert lean.maps.shape[0] == 0 and np.allclose(lean.scores, pred.scores[:3], rtol=1e-5)
     describe = detector.describe()
     assert describe["method"] == "student-teacher" and describe["train_steps"] == 4
 
 
-def test_discrepancy_map_source(tiny, defects, detector):
-    other = StudentTeacher(CONFIG, StudentTeacherSettings(map_source="discrepancy", top_k=10), defects=defects,
+def test_head_map_source(tiny, defects, detector):
+    other = StudentTeacher(CONFIG, StudentTeacherSettings(map_source="head", top_k=10), defects=defects,
                            teacher=detector.teacher).fit(tiny.train)
     assert other.model.path == detector.model.path  # the finished training is reused from the cache, not redone
     pred, ref = other.predict(tiny.test[:4]), detector.predict(tiny.test[:4])
-    assert np.allclose(pred.scores, ref.extra["discrepancy_scores"]) and np.allclose(pred.extra["head_grid"], ref.extra["head_grid"])
+    assert np.allclose(pred.scores, ref.extra["head_scores"]) and np.allclose(pred.extra["head_grid"], ref.extra["head_grid"])
     with pytest.raises(ExddError, match="map_source"):
         StudentTeacher(CONFIG, StudentTeacherSettings(map_source="both"), teacher=detector.teacher)
 

@@ -38,7 +38,7 @@ def build_student_teacher(features: FeatureConfig, options: dict) -> Detector:
                                   epochs=options.get("epochs") or defaults.epochs, seed=options.get("seed", 0))
     settings = StudentTeacherSettings(generator=options.get("generator", "ddpm"),
                                       n_synthetic=options.get("n_synthetic") or StudentTeacherSettings.n_synthetic,
-                                      model_dir=options.get("model_dir"), map_source=options.get("map_source", "head"),
+                                      model_dir=options.get("model_dir"), map_source=options.get("map_source", StudentTeacherSettings.map_source),
                                       sigma=options.get("sigma", 4.0))
     return StudentTeacher(config, settings, defects=options.get("defect_set"))
 
