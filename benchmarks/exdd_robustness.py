@@ -91,14 +91,14 @@ def summary(rows: list[dict], generator: str, n: int) -> None:
             for d in names:
                 base = get.get((d, 0, score))
                 ks = sorted(k for (dd, k, s) in get if dd == d and s == score and k)
-                cells.append(" ".join(f"{get[(d, k, score)][key] - base[key]:+.3f}" for k in ks) if base else "")
+                cells.append(" ".join(f"{get[(d, k, score)][key] - base[key]:+.4f}" for k in ks) if base else "")
             print(f"| {score}, + K real (K = 5 10 20), change of {key} | " + " | ".join(cells) + " |")
     for score in ("exdd-gated", "exdd-published"):
         for key in ("image_auroc", "pixel_auroc"):
             diffs = [get[(d, 0, score)][key] - get[(d, 0, "patchcore")][key] for d in names
                      if (d, 0, score) in get and (d, 0, "patchcore") in get]
             if diffs:
-                print(f"{score} - patchcore, {key}: mean {np.mean(diffs):+.3f}, min {min(diffs):+.3f}, max {max(diffs):+.3f}")
+                print(f"{score} - patchcore, {key}: mean {np.mean(diffs):+.4f}, min {min(diffs):+.4f}, max {max(diffs):+.4f}")
 
 
 def main() -> None:
