@@ -4,13 +4,13 @@
                                          [--generator ddpm] [--n 100] [--real 0,5,10,20]
                                          [--out runs/exdd-robustness/rows.jsonl] [--summary]
 
-Per data set, ONE negative bank (PatchCore's coreset, 1%) and, for each K in ``--real``, one positive bank of
-``--n`` synthetic defects plus K real ones; from each prediction the scores of the same run: PatchCore
+Per data set, ``exdd_lab.count_sweep.real_defect_sweep``: ONE negative bank (PatchCore's coreset, 1%) and, for
+each K in ``--real``, a positive bank of ``--n`` synthetic defects plus K real ones; scored in the same run: PatchCore
 (``d_neg`` alone), ExDD's gated score (the kit's default) and ExDD's published ratio (``ratio_na``), all with the
 largest patch score as image score. The published ratio is scored on ExDD's own positive bank (no purification),
 PatchCore and the gated score on the kit's default (purified) bank. The K real defects are moved out of the test split (``with_training_defects``),
 and the largest K is moved for every row, so all rows of a data set share one test split. Rows are appended to
-``--out`` as they finish and a rerun skips those already there; ``--summary`` prints the tables of
+``--out`` per data set and a rerun skips data sets already there; ``--summary`` prints the tables of
 ``benchmarks/README.md``. Synthetic sets (and the DDPM behind them) are made once and cached.
 """
 from __future__ import annotations
@@ -26,16 +26,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patchcore_fidelity import dataset_by_name  # noqa: E402
 
-from exdd_lab.evaluation import evaluate_prediction  # noqa: E402
-from exdd_lab.methods.base import Prediction  # noqa: E402
-from exdd_lab.methods.exdd import ExDD, ExddSettings, variant_grid  # noqa: E402
-from exdd_lab.scoring import anomaly_maps, max_patch_score  # noqa: E402
+from exdd_lab.count_sweep import REAL_SWEEP_SCORES, real_defect_sweep  # noqa: E402
+from exdd_lab.features import PatchFeatureExtractor  # noqa: E402
+from exdd_lab.methods.exdd import ExddSettings  # noqa: E402
 from exdd_lab.seeding import seed_everything  # noqa: E402
 from exdd_lab.synthesis import cached_defect_set  # noqa: E402
 
 DATASETS = "procedural,mtd-seed0,mtd-seed1,mtd-seed2,mtd-differnet,mpdd"
-SCORES = {"patchcore": "negative", "exdd-gated": "gated", "exdd-published": "ratio_na"}
-KEYS = ("image_auroc", "pixel_auroc", "aupro", "f1_max")
 
 
 def dataset_seed(name: str) -> int:
@@ -43,36 +40,25 @@ def dataset_seed(name: str) -> int:
 
 
 def measure(name: str, generator: str, n: int, reals: list[int], done: set, out: Path) -> None:
+    """One data set's rows (:func:`~exdd_lab.count_sweep.real_defect_sweep`), appended to ``out``."""
     seed = dataset_seed(name)
+    if all((name, generator, n, k, s) in done for k in reals for s in REAL_SWEEP_SCORES if not (s == "patchcore" and k)):
+        return
     seed_everything(seed)
     ds = dataset_by_name(name, seed)
     if ds is None:
         print(f"{name}: data folder absent, skipped")
         return
     synthetic = cached_defect_set(ds.train, generator, n, seed=seed, progress=True).test
-    evaluated, real = ds.with_training_defects(max(reals), seed=seed)
-    detector = ExDD(settings=ExddSettings(seed=seed)).fit_negative(ds.train, progress=True)
-    size = detector.extractor.config.image_size
-    for k in reals:
-        todo = [s for s in SCORES if (name, generator, n, k, s) not in done and not (s == "patchcore" and k)]
-        if not todo:
-            continue
-        for score in todo:  # the published ratio on ExDD's own positive bank; the gated score on the purified one
-            start = time.perf_counter()
-            detector.settings.purify_positive = score != "exdd-published"
-            detector.refit_positive(list(synthetic) + list(real[:k]))
-            pred = detector.predict(evaluated.test, keep_maps=False)
-            grid = variant_grid(pred.extra, SCORES[score], detector.settings.eps, detector.normal_stats,
-                                detector.settings.strength).astype(np.float32)
-            maps = anomaly_maps(grid, size, detector.settings.sigma)
-            metrics, _ = evaluate_prediction(evaluated, Prediction(maps, max_patch_score(grid), grid), size)
-            row = {"dataset": name, "generator": generator, "n_synthetic": n, "real": k, "score": score,
-                   **{key: round(float(metrics[key]), 4) for key in KEYS}, "n_test": len(evaluated.test),
-                   "positive_patches": len(detector.positive), "purified": detector.purified,
-                   "normal_stats": detector.normal_stats.to_dict(), "seconds": round(time.perf_counter() - start, 1)}
-            with out.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
+    start = time.perf_counter()
+    table = real_defect_sweep(ds, synthetic, reals, PatchFeatureExtractor(), ExddSettings(seed=seed), seed=seed)
+    with out.open("a") as handle:
+        for row in table.to_dict("records"):
+            row = {"dataset": name, "generator": generator, "n_synthetic": n, "real": int(row.pop("real_defects")),
+                   **{k: round(float(v), 4) if isinstance(v, float) else v for k, v in row.items()}}
+            handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
+    print(f"{name}: {time.perf_counter() - start:.0f} s")
 
 
 def summary(rows: list[dict], generator: str, n: int) -> None:
