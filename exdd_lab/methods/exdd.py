@@ -285,11 +285,12 @@ class ExDD:
         ratio = variant_grid(extra, st.score, st.eps, self.normal_stats, st.strength).astype(np.float32)
         size = self.extractor.config.image_size
         maps = anomaly_maps(ratio, size, st.sigma) if len(ratio) else np.zeros((0, size, size), np.float32)
-        scores = max_score(maps) if len(maps) else np.zeros(0)
         if st.image_score == "max_patch":
             scores = max_patch_score(ratio) if len(ratio) else np.zeros(0)
-        if st.image_score == "exdd":
-            extra["max_map_score"] = scores
+        elif st.image_score == "max":
+            scores = max_score(maps) if len(maps) else np.zeros(0)
+        else:  # "exdd": the published bank-ratio score; the map's maximum is kept beside it
+            extra["max_map_score"] = max_score(maps) if len(maps) else np.zeros(0)
             scores = exdd_image_score(extra["d_neg"].reshape(len(ratio), -1), extra["d_pos"].reshape(len(ratio), -1),
                                       extra["w_neg"].reshape(len(ratio), -1), extra["w_pos"].reshape(len(ratio), -1), st.eps)
         return Prediction(maps if keep_maps else np.zeros((0, size, size), np.float32), scores, ratio, extra)
