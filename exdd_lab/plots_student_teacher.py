@@ -3,13 +3,17 @@ fails to reproduce per scale. Plotting only: every number shown is computed in :
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from exdd_lab.plots import overlay_mask
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _box(ax: plt.Axes, xy: tuple[float, float], w: float, h: float, text: str, colour: str) -> None:
@@ -64,6 +68,35 @@ def plot_loss_terms(history: Sequence[dict[str, float]], window: int = 25) -> pl
             ax.plot(np.arange(window - 1, len(values)), np.convolve(values, np.ones(window) / window, "valid"), lw=1.8)
         ax.set(title=what, xlabel="step")
         ax.title.set_fontsize(9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curve(curve: "pd.DataFrame", references: dict[str, dict[str, float]] | None = None,
+                        budget_step: int | None = None) -> plt.Figure:
+    """Image and pixel AUROC of the head and the discrepancy map against training steps.
+
+    ``references``: other methods' numbers on the same split as dashed lines (``{"PatchCore": {"image_auroc": ..}}``);
+    ``budget_step``: a vertical line where the kit's default training ends.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for ax, metric, title in zip(axes, ("image_auroc", "pixel_auroc"), ("image AUROC", "pixel AUROC")):
+        for source, rows in curve.groupby("map"):
+            ax.plot(rows["step"], rows[metric], marker="o", label=f"{source} map")
+        for name, values in (references or {}).items():
+            if metric in values:
+                ax.axhline(values[metric], ls="--", lw=1, color="grey")
+                ax.text(0.01, values[metric], name, transform=ax.get_yaxis_transform(), fontsize=8, color="grey",
+                        va="bottom")
+        if budget_step:
+            ax.axvline(budget_step, ls=":", color="black", lw=1)
+        ax.axhline(0.5, lw=0.6, color="lightgrey")
+        ax.set(title=title, xlabel="training step (log scale)", xscale="log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(sorted(set(curve["step"])))
+        ax.title.set_fontsize(9)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -156,3 +156,60 @@ def test_figures_have_one_panel_per_scale_and_term(detector, tiny):
     assert len(fig.axes) == 2 * (len(grids.per_scale) + 2)
     assert len(st_plots.plot_loss_terms(detector.model.history, window=2).axes) == 3
     assert st_plots.draw_architecture(3_000_000, 600_000, 50_000, ["stride 8", "stride 16"]).axes[0].patches
+
+
+def test_learning_curve_measures_one_run_at_its_steps_and_reuses_what_it_measured(tiny, defects, detector, monkeypatch):
+    from exdd_lab import learning_curve
+    from exdd_lab.evaluation import evaluate_prediction
+
+    curve_config = StudentTeacherConfig(**{**CONFIG.to_dict(), "epochs": 2})  # 8 steps
+    st = StudentTeacher(curve_config, StudentTeacherSettings(top_k=10), defects=defects, teacher=detector.teacher)
+    table = learning_curve.student_teacher_learning_curve(st, tiny, [2, 5, 100])
+    assert st.model is None  # the detector passed in is left as it was
+    assert table["step"].tolist() == [2, 2, 5, 5, 8, 8] and table.attrs["total_steps"] == 8  # 100 clipped to the run's end
+    assert set(table["map"]) == {"head", "discrepancy"} and table["train_seconds"].is_monotonic_increasing
+    straight = StudentTeacher(curve_config, StudentTeacherSettings(top_k=10, cache=False), defects=defects,
+                              teacher=detector.teacher).fit(tiny.train)
+    alternatives = straight.alternative_predictions(straight.predict(tiny.test))
+    for source, prediction in alternatives.items():  # the curve's last point is the uninterrupted run
+        metrics, _ = evaluate_prediction(tiny, prediction, 64)
+        last = table[(table["step"] == 8) & (table["map"] == source)].iloc[0]
+        assert last["pixel_auroc"] == pytest.approx(metrics["pixel_auroc"], abs=1e-6)
+        assert last["image_auroc"] == pytest.approx(metrics["image_auroc"], abs=1e-6)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a measured step was trained again")
+
+    monkeypatch.setattr(learning_curve, "train_student_teacher", no_training)
+    again = learning_curve.student_teacher_learning_curve(st, tiny, [5, 8])
+    assert again.equals(table[table["step"] >= 5].reset_index(drop=True))
+    monkeypatch.undo()
+    earlier = learning_curve.student_teacher_learning_curve(st, tiny, [1])  # behind the last checkpoint: retrained
+    assert earlier["step"].tolist() == [1, 1]
+    with pytest.raises(ExddError, match="positive"):
+        learning_curve.student_teacher_learning_curve(st, tiny, [0, 4])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from exdd_lab import plots_student_teacher as st_plots
+
+    fig = st_plots.plot_learning_curve(table, {"PatchCore": {"image_auroc": 0.9}}, budget_step=4)
+    image_ax, pixel_ax = fig.axes
+    assert [len(line.get_xdata()) for line in image_ax.lines[:2]] == [3, 3]  # one line per map, one point per step
+    assert 0.9 in [line.get_ydata()[0] for line in image_ax.lines] and 0.9 not in [l.get_ydata()[0] for l in pixel_ax.lines]
+
+
+def test_combined_defect_sets_keep_every_defect_with_its_source(tiny, defects, tmp_path):
+    from exdd_lab.student_teacher.training import defect_sources, training_image_count
+    from exdd_lab.synthesis import combine_defect_sets
+
+    gen = PerlinBlendGenerator([s.image_path for s in tiny.train])
+    other = load_defect_set(write_defect_set(synthesize(tiny.train, gen, n=3, seed=7, image_size=64), tmp_path / "b"))
+    both = combine_defect_sets([defects, other])
+    assert [s.image_path for s in both.test] == [s.image_path for s in defects.test + other.test]
+    assert defect_sources(both) == defect_sources(defects) + defect_sources(other)
+    assert training_image_count(tiny.train, both) == len(tiny.train) + 9
+    data = build_training_data(tiny.train, both, Teacher(), 64)
+    assert data.n_defect == 9 and data.images.shape[0] == len(tiny.train) + 9
+    with pytest.raises(Exception, match="no defect sets"):
+        combine_defect_sets([])

@@ -30,8 +30,8 @@ from exdd_lab.storage import atomic_directory, atomic_write, cache_root, file_di
 from exdd_lab.student_teacher.inference import anomaly_grids
 from exdd_lab.student_teacher.network import Teacher
 from exdd_lab.student_teacher.training import (
-    StudentTeacherConfig, StudentTeacherModel, build_networks, build_training_data, defect_sources, load_checkpoint,
-    total_steps, train_student_teacher,
+    StudentTeacherConfig, StudentTeacherModel, build_networks, build_training_data, load_checkpoint, total_steps,
+    train_student_teacher, training_image_count,
 )
 
 MAP_SOURCES = ("head", "discrepancy")
@@ -41,7 +41,7 @@ MAP_SOURCES = ("head", "discrepancy")
 class StudentTeacherSettings:
     """Where the training defects come from and how maps become scores."""
 
-    generator: str = "ddpm"  # perlin | ddpm | ldm: the synthetic defects it trains on
+    generator: str = "ddpm"  # perlin | ddpm | ldm, or a mix such as "ddpm+perlin": the defects it trains on
     n_synthetic: int = 200
     ddpm_steps: int = 2500  # DDPM training steps when generator == "ddpm"
     model_dir: str | None = None  # ldm only: local inpainting pipeline folder
@@ -80,13 +80,17 @@ class StudentTeacher:
     def training_defects(self, train: Sequence[Sample], progress: bool = False) -> DefectDataset:
         """The synthetic set to train on: the one given, or the generator's (made once, cached)."""
         if self.defects is None:
-            from exdd_lab.synthesis import DdpmConfig, cached_defect_set
+            from exdd_lab.synthesis import DdpmConfig, cached_defect_set, combine_defect_sets
 
             st, cfg = self.settings, self.config
-            self.defects = cached_defect_set(
-                train, st.generator, st.n_synthetic, seed=cfg.seed, image_size=cfg.image_size, model_dir=st.model_dir,
+            generators = st.generator.split("+")  # "ddpm+perlin": an equal share of each generator's defects
+            shares = [st.n_synthetic // len(generators) + (i < st.n_synthetic % len(generators))
+                      for i in range(len(generators))]
+            sets = [cached_defect_set(
+                train, generator, n, seed=cfg.seed, image_size=cfg.image_size, model_dir=st.model_dir,
                 ddpm_config=DdpmConfig(train_steps=st.ddpm_steps, image_size=cfg.image_size, seed=cfg.seed),
-                progress=progress)
+                progress=progress) for generator, n in zip(generators, shares)]
+            self.defects = sets[0] if len(sets) == 1 else combine_defect_sets(sets)
             self.synthesis_info = {"generator": st.generator}
         self.synthesis_info = {"generator": "given set", **self.synthesis_info,
                                "n_synthetic": len(self.defects.test), "set": str(self.defects.root)}
@@ -105,7 +109,7 @@ class StudentTeacher:
                                "check the dataset's train split with `exdd-lab datasets --data DIR --layout LAYOUT`")
         defects = self.training_defects(train, progress)
         folder = self.cache_folder(train, defects) if self.settings.cache else None
-        n_images = len({str(s.image_path) for s in train} | set(defect_sources(defects))) + len(defects.test)
+        n_images = training_image_count(train, defects)
         if folder is not None and folder.is_dir():
             try:
                 model, _ = load_checkpoint(folder, self.teacher)

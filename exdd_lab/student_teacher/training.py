@@ -248,6 +248,12 @@ def total_steps(config: StudentTeacherConfig, n_images: int) -> int:
     return config.epochs * steps_per_epoch(n_images, config.batch_size)
 
 
+def training_image_count(normals: Sequence[Sample], defects: DefectDataset | None) -> int:
+    """How many images one epoch covers: the normals (and the sources of the defects) plus the defects."""
+    sources = set(defect_sources(defects)) if defects is not None and defects.test else set()
+    return len({str(s.image_path) for s in normals} | sources) + (len(defects.test) if defects is not None else 0)
+
+
 def train_student_teacher(
     data: TrainingData,
     teacher: Teacher,

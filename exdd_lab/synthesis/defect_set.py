@@ -150,6 +150,22 @@ def cached_defect_set(
     return load_defect_set(folder)
 
 
+def combine_defect_sets(sets: Sequence[DefectDataset]) -> DefectDataset:
+    """One training set from several sets (e.g. DDPM-made defects and Perlin blends): defects and records in order.
+
+    More varied defects are one way to keep a model trained on them from learning one generator's look.
+    """
+    if not sets:
+        raise DatasetError("no defect sets to combine", "pass at least one set from cached_defect_set")
+    test = [s for ds in sets for s in ds.test]
+    records = [r for ds in sets for r in ds.split_info.get("records", [])[: len(ds.test)]]
+    seen: dict[str, Sample] = {}
+    for ds in sets:
+        seen.update({str(s.image_path): s for s in ds.train if str(s.image_path) not in seen})
+    info = {"records": records, "parts": [{"name": ds.name, "n": len(ds.test)} for ds in sets]}
+    return DefectDataset("+".join(ds.name for ds in sets), sets[0].root, "synthetic", list(seen.values()), test, {}, info)
+
+
 def _read_defects(folder: Path) -> list[SyntheticDefect]:
     """The defects of a set folder back in memory (images, masks, provenance)."""
     from exdd_lab.data.imageio import load_mask
