@@ -108,17 +108,25 @@ def curve(spec: str, epochs: int, steps: list[int], n: int, out: Path) -> None:
             print(json.dumps(r), flush=True)
 
 
+def markdown(table: pd.DataFrame) -> str:
+    """A pandas table as a Markdown table (index first), without the optional ``tabulate`` dependency."""
+    table = table.reset_index()
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join("" if pd.isna(v) else str(v) for v in r) + " |" for r in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def summary(out: Path) -> None:
     rows = pd.DataFrame([json.loads(line) for line in out.read_text().splitlines() if line.strip()])
     rows["cell"] = rows["image_auroc"].map("{:.3f}".format) + " / " + rows["pixel_auroc"].map("{:.3f}".format)
     rows["column"] = np.where(rows["generator"] == "none", rows["map"], rows["generator"] + " (" + rows["map"] + ")")
-    print(rows.pivot_table(index="dataset", columns="column", values="cell", aggfunc="first").T.to_markdown())
+    print(markdown(rows.pivot_table(index="dataset", columns="column", values="cell", aggfunc="first").T))
     curve_file = out.with_name("curve.jsonl")
     if curve_file.is_file():
         c = pd.DataFrame([json.loads(line) for line in curve_file.read_text().splitlines() if line.strip()])
         c["cell"] = c["image_auroc"].map("{:.3f}".format) + " / " + c["pixel_auroc"].map("{:.3f}".format)
-        print(c.pivot_table(index=["dataset", "generator", "epochs", "step", "train_seconds"], columns="map",
-                            values="cell", aggfunc="first").to_markdown())
+        print(markdown(c.pivot_table(index=["dataset", "generator", "epochs", "step", "train_seconds"], columns="map",
+                                     values="cell", aggfunc="first")))
 
 
 def main() -> None:
