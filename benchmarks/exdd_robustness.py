@@ -24,30 +24,22 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from patchcore_fidelity import dataset_by_name  # noqa: E402
+from patchcore_fidelity import seeded_dataset  # noqa: E402
 
 from exdd_lab.count_sweep import REAL_SWEEP_SCORES, real_defect_sweep  # noqa: E402
 from exdd_lab.features import PatchFeatureExtractor  # noqa: E402
 from exdd_lab.methods.exdd import ExddSettings  # noqa: E402
-from exdd_lab.seeding import seed_everything  # noqa: E402
 from exdd_lab.synthesis import cached_defect_set  # noqa: E402
 
 DATASETS = "procedural,mtd-seed0,mtd-seed1,mtd-seed2,mtd-differnet,mpdd"
 
 
-def dataset_seed(name: str) -> int:
-    return int(name.removeprefix("mtd-seed")) if name.startswith("mtd-seed") else 0
-
-
 def measure(name: str, generator: str, n: int, reals: list[int], done: set, out: Path) -> None:
     """One data set's rows (:func:`~exdd_lab.count_sweep.real_defect_sweep`), appended to ``out``."""
-    seed = dataset_seed(name)
     if all((name, generator, n, k, s) in done for k in reals for s in REAL_SWEEP_SCORES if not (s == "patchcore" and k)):
         return
-    seed_everything(seed)
-    ds = dataset_by_name(name, seed)
+    seed, ds = seeded_dataset(name)
     if ds is None:
-        print(f"{name}: data folder absent, skipped")
         return
     synthetic = cached_defect_set(ds.train, generator, n, seed=seed, progress=True).test
     start = time.perf_counter()

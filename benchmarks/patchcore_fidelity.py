@@ -75,6 +75,21 @@ def dataset_by_name(name: str, seed: int):
     raise SystemExit(f"unknown data set {name!r}: procedural, mtd-seedN, mtd-differnet, mpdd")
 
 
+def dataset_seed(name: str) -> int:
+    """The split seed a data set name carries (``mtd-seedN``: N), 0 for the others."""
+    return int(name.removeprefix("mtd-seed")) if name.startswith("mtd-seed") else 0
+
+
+def seeded_dataset(name: str):
+    """``(seed, dataset)`` for a data set name, with every RNG seeded by it; the dataset is None (said) when absent."""
+    seed = dataset_seed(name)
+    seed_everything(seed)
+    ds = dataset_by_name(name, seed)
+    if ds is None:
+        print(f"{name}: data folder absent, skipped")
+    return seed, ds
+
+
 def measure(dataset_name: str, variant: str, seed: int) -> dict | None:
     ds = dataset_by_name(dataset_name, seed)
     if ds is None:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from patchcore_fidelity import dataset_by_name  # noqa: E402
+from patchcore_fidelity import seeded_dataset  # noqa: E402
 
 from exdd_lab.evaluation import evaluate_prediction  # noqa: E402
 from exdd_lab.learning_curve import student_teacher_learning_curve  # noqa: E402
@@ -34,14 +34,9 @@ from exdd_lab.methods import PatchCore  # noqa: E402
 from exdd_lab.methods.base import Prediction  # noqa: E402
 from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings  # noqa: E402
 from exdd_lab.scoring import anomaly_maps, top_k_mean  # noqa: E402
-from exdd_lab.seeding import seed_everything  # noqa: E402
 from exdd_lab.student_teacher import StudentTeacherConfig  # noqa: E402
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "f1_max")
-
-
-def dataset_seed(name: str) -> int:
-    return int(name.removeprefix("mtd-seed")) if name.startswith("mtd-seed") else 0
 
 
 def summed_prediction(detector: StudentTeacher, prediction: Prediction) -> Prediction:
@@ -57,14 +52,11 @@ def row(name: str, generator: str, source: str, metrics: dict, **extra) -> dict:
 
 
 def measure(name: str, generators: list[str], n: int, done: set, out: Path) -> None:
-    seed = dataset_seed(name)
     todo = [g for g in generators if (name, g) not in done]
     if not todo:
         return
-    seed_everything(seed)
-    ds = dataset_by_name(name, seed)
+    seed, ds = seeded_dataset(name)
     if ds is None:
-        print(f"{name}: data folder absent, skipped")
         return
     rows = []
     if (name, "none") not in done:
@@ -93,11 +85,9 @@ def measure(name: str, generators: list[str], n: int, done: set, out: Path) -> N
 
 def curve(spec: str, epochs: int, steps: list[int], n: int, out: Path) -> None:
     name, generator = spec.split(":")
-    seed = dataset_seed(name)
-    seed_everything(seed)
-    ds = dataset_by_name(name, seed)
+    seed, ds = seeded_dataset(name)
     if ds is None:
-        raise SystemExit(f"{name}: data folder absent")
+        raise SystemExit(1)
     detector = StudentTeacher(StudentTeacherConfig(seed=seed, epochs=epochs), StudentTeacherSettings(generator=generator, n_synthetic=n))
     table = student_teacher_learning_curve(detector, ds, steps, progress=True)
     with out.open("a") as handle:
