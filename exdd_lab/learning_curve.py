@@ -24,16 +24,12 @@ from exdd_lab.evaluation import evaluate_prediction
 from exdd_lab.methods.student_teacher import StudentTeacher
 from exdd_lab.storage import atomic_write_json
 from exdd_lab.student_teacher.training import (
-    CHECKPOINT_GLOB, build_training_data, total_steps, train_student_teacher, training_image_count,
+    CHECKPOINT_GLOB, build_training_data, latest_checkpoint_step, total_steps, train_student_teacher,
+    training_image_count,
 )
 
 CURVE_METRICS = ("image_auroc", "pixel_auroc", "aupro")
 CURVE_FILE = "curve.json"
-
-
-def _latest_step(folder: Path) -> int:
-    steps = [int(p.stem.split("-")[-1]) for p in folder.glob(CHECKPOINT_GLOB) if p.stem.split("-")[-1].isdigit()]
-    return max(steps, default=0)
 
 
 def _measure(detector: StudentTeacher, dataset: DefectDataset, step: int, progress: bool) -> list[dict]:
@@ -74,7 +70,7 @@ def student_teacher_learning_curve(detector: StudentTeacher, dataset: DefectData
         for step in wanted:
             if any(r["step"] == step for r in rows):
                 continue
-            if _latest_step(folder) > step:  # a later checkpoint cannot go back: train this run again from step 0
+            if latest_checkpoint_step(folder) > step:  # a later checkpoint cannot go back: train this run again from step 0
                 for old in folder.glob(CHECKPOINT_GLOB):
                     old.unlink()
             if data is None:

@@ -211,6 +211,12 @@ def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def latest_checkpoint_step(folder: str | Path) -> int:
+    """The step of the newest checkpoint in ``folder`` (0 when there is none)."""
+    found = _checkpoints(Path(folder))
+    return found[-1][0] if found else 0
+
+
 def save_checkpoint(folder: Path, model: StudentTeacherModel, optimizer: torch.optim.Optimizer,
                     gen: torch.Generator) -> Path:
     """Write ``checkpoint-<step>.pt`` atomically, then remove older ones."""

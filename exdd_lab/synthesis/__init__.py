@@ -6,7 +6,9 @@ from exdd_lab.synthesis.blend import augment_texture, blend_texture
 from exdd_lab.synthesis.ddpm import (
     DdpmConfig, DdpmDefectGenerator, DdpmDefectSettings, DdpmModel, load_ddpm, train_ddpm, train_or_load_ddpm,
 )
-from exdd_lab.synthesis.defect_set import cached_defect_set, combine_defect_sets, load_defect_set, synthesize, write_defect_set
+from exdd_lab.synthesis.defect_set import (
+    cached_defect_set, combine_defect_sets, load_defect_set, synthesize, write_defect_set,
+)
 from exdd_lab.synthesis.generators import (
     DefectGenerator, PerlinBlendGenerator, SynthesisError, SyntheticDefect, check_image_and_mask, make_defect,
 )
@@ -22,7 +24,8 @@ __all__ = [
     "GENERATORS", "DdpmConfig", "DdpmDefectGenerator", "DdpmDefectSettings", "DdpmModel", "DefectGenerator",
     "InpaintSettings", "InpaintingDefectGenerator", "MaskSettings", "ModelFolderError", "PerlinBlendGenerator",
     "SynthesisError", "SyntheticDefect", "augment_texture", "blend_texture", "build_generator",
-    "build_tiny_inpainting_pipeline", "cached_defect_set", "combine_defect_sets", "check_image_and_mask", "defect_likeness", "frechet_distance",
+    "build_tiny_inpainting_pipeline", "cached_defect_set", "check_image_and_mask", "combine_defect_sets",
+    "defect_likeness", "frechet_distance",
     "load_ddpm", "load_defect_set", "load_inpainting_pipeline", "make_defect", "mask_area_statistics",
     "perlin_mask", "perlin_noise", "synthesize", "tiny_pipeline_folder", "train_ddpm", "train_or_load_ddpm", "write_defect_set",
 ]
