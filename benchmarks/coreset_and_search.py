@@ -24,7 +24,7 @@ import torch
 
 from exdd_lab.coreset import StreamingCoreset, coreset_size, coverage_radius, greedy_coreset
 from exdd_lab.data import load_dataset
-from exdd_lab.features import PatchFeatureExtractor
+from exdd_lab.features import PatchFeatureExtractor, extract_features
 from exdd_lab.memory import MemoryBank
 from exdd_lab.metrics import auroc
 from exdd_lab.scoring import anomaly_maps, max_score
@@ -100,8 +100,8 @@ def main() -> None:
         ds = ds.subset(n_train=args.n_train, n_test=args.n_test, seed=args.seed)
     fx = PatchFeatureExtractor()
     print(f"data: {ds!r}\nbackbone: {fx.weights_source.description}\nthreads: {torch.get_num_threads()}")
-    train, t_train = timed(lambda: fx.extract([s.image_path for s in ds.train], progress=False))
-    test, t_test = timed(lambda: fx.extract([s.image_path for s in ds.test], progress=False))
+    train, t_train = timed(lambda: extract_features(fx, [s.image_path for s in ds.train], progress=False))
+    test, t_test = timed(lambda: extract_features(fx, [s.image_path for s in ds.test], progress=False))
     flat = train.reshape(-1, train.shape[-1])
     print(f"features: train {tuple(flat.shape)} ({t_train:.1f} s incl. cache), test {tuple(test.shape)} ({t_test:.1f} s)")
     if args.compare:
@@ -117,7 +117,7 @@ def main() -> None:
     k = coreset_size(len(sub), 0.01)
     labels = np.array([s.label for s in ds.test])
     aurocs = {}
-    for method in ("exact", "chunked"):
+    for method in ("exact", "two-stage"):
         chosen, secs = timed(lambda: greedy_coreset(sub, k, 128 if method == "exact" else None, args.seed, method=method))
         name = f"{method} greedy 1% of {len(sub):,}"
         rows.append((name, secs, coverage_radius(sub, chosen)))

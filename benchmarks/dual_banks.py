@@ -21,7 +21,7 @@ from pathlib import Path
 from exdd_lab.count_sweep import synthetic_count_sweep
 from exdd_lab.data import load_dataset
 from exdd_lab.evaluation import compare_variants, evaluate_prediction
-from exdd_lab.features import PatchFeatureExtractor
+from exdd_lab.features import PatchFeatureExtractor, extract_features
 from exdd_lab.methods import PatchCore, PatchCoreSettings
 from exdd_lab.methods.exdd import ExDD, ExddSettings, variant_grid
 from exdd_lab.seeding import seed_everything
@@ -78,7 +78,7 @@ def main() -> None:
         print(f"scoring {len(test200)} test images, {label}: {warm:.2f} s with cached features")
     cold = PatchFeatureExtractor()
     start = time.perf_counter()
-    cold.extract([s.image_path for s in test200], cache=False)
+    extract_features(cold, [s.image_path for s in test200], cache=False)
     print(f"feature extraction of the same {len(test200)} images without cache: {time.perf_counter() - start:.2f} s")
 
     if args.sweep:

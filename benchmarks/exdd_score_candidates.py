@@ -25,7 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patchcore_fidelity import dataset_by_name  # noqa: E402
 
+from exdd_lab.components.metric_names import RANKING_METRICS  # noqa: E402
 from exdd_lab.evaluation import evaluate_prediction  # noqa: E402
+from exdd_lab.features import extract_features  # noqa: E402
 from exdd_lab.memory import MemoryBank  # noqa: E402
 from exdd_lab.methods.base import Prediction  # noqa: E402
 from exdd_lab.methods.exdd import ExDD, ExddSettings  # noqa: E402
@@ -82,7 +84,7 @@ def main() -> None:
                     det.positive.items[torch.from_numpy(keep)])
                 det._support.pop("positive", None)
             grids = det.predict(evaluated.test, keep_maps=False).extra
-            feats = det.extractor.extract(det.calibration_paths(), 8)
+            feats = extract_features(det.extractor, det.calibration_paths(), 8)
             dp_normal = det.positive.search(feats.reshape(-1, feats.shape[-1]), 1)[0][:, 0]
             for name, grid in candidates(grids, train_worst, dp_normal).items():
                 if (name == "patchcore" and (k or purify)) or (purify and not name.startswith("ratio")):
@@ -90,7 +92,7 @@ def main() -> None:
                 grid = grid.astype(np.float32)
                 m, _ = evaluate_prediction(evaluated, Prediction(anomaly_maps(grid, size, 4.0), max_patch_score(grid), grid), size)
                 row = {"dataset": args.dataset, "generator": args.generator, "real": k, "purified": purify, "candidate": name,
-                       **{key: round(float(m[key]), 4) for key in ("image_auroc", "pixel_auroc", "aupro")},
+                       **{key: round(float(m[key]), 4) for key in RANKING_METRICS},
                        "positive_patches": len(det.positive)}
                 with out.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")

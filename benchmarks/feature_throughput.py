@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from exdd_lab.data import procedural_dataset
-from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
+from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
 from exdd_lab.seeding import seed_everything
 
 
@@ -42,10 +42,10 @@ def main() -> None:
     ds = procedural_dataset(n_train=args.n, n_test_good=1, n_test_defect=1, image_size=args.image_size, seed=args.seed)
     paths = [s.image_path for s in ds.train]
     start = time.perf_counter()
-    fx.extract(paths, batch_size=args.batch_size, cache=True)
+    extract_features(fx, paths, batch_size=args.batch_size, cache=True)
     cold = len(paths) / (time.perf_counter() - start)
     start = time.perf_counter()
-    fx.extract(paths, batch_size=args.batch_size, cache=True)
+    extract_features(fx, paths, batch_size=args.batch_size, cache=True)
     warm = len(paths) / (time.perf_counter() - start)
     print(f"forward only:             {forward:8.1f} images/s")
     print(f"extract from files, cold: {cold:8.1f} images/s (decode + resize + forward + cache write)")

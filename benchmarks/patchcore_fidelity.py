@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exdd_lab.components.metric_names import RANKING_METRICS
 from exdd_lab.data import load_dataset
 from exdd_lab.evaluation import run_evaluation
 from exdd_lab.features import FeatureConfig
@@ -111,7 +112,7 @@ def summary(rows: list[dict], variants: list[str], datasets: list[str]) -> None:
     present = [d for d in datasets if (d, "default") in by]
     print("\n| variant | " + " | ".join(present) + " | mean | min | max |")
     print("|---|" + "---|" * (len(present) + 3))
-    for metric in ("image_auroc", "pixel_auroc", "aupro"):
+    for metric in RANKING_METRICS:
         print(f"| **{metric}** default | " + " | ".join(f"{by[(d, 'default')][metric]:.3f}" for d in present) + " | | | |")
         for v in variants:
             if v == "default":

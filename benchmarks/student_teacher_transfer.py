@@ -28,6 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patchcore_fidelity import seeded_dataset  # noqa: E402
 
+from exdd_lab.components.metric_names import HEADLINE_METRICS  # noqa: E402
 from exdd_lab.evaluation import evaluate_prediction  # noqa: E402
 from exdd_lab.learning_curve import student_teacher_learning_curve  # noqa: E402
 from exdd_lab.methods import PatchCore  # noqa: E402
@@ -36,7 +37,7 @@ from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSetti
 from exdd_lab.scoring import anomaly_maps, top_k_mean  # noqa: E402
 from exdd_lab.student_teacher import StudentTeacherConfig  # noqa: E402
 
-METRICS = ("image_auroc", "pixel_auroc", "aupro", "f1_max")
+METRICS = HEADLINE_METRICS
 
 
 def summed_prediction(detector: StudentTeacher, prediction: Prediction) -> Prediction:

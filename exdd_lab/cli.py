@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from exdd_lab.components.metric_names import PRECISION_METRICS, RANKING_METRICS, TIMING_METRICS
 from exdd_lab.errors import ExddError
 
 LAYOUT_CHOICES = ("procedural", "mvtec", "ksdd2", "mtd", "folder")
@@ -162,7 +163,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise ExddError(f"method {args.method} cannot be saved", "use --method exdd or student-teacher to save a fitted detector")
         method.save(args.save_model)
         print(f"saved the fitted detector to {args.save_model} (score new images with `exdd-lab score`)")
-    keys = ("image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "f1_max", "fit_s", "predict_s", "peak_rss_mb")
+    keys = RANKING_METRICS + PRECISION_METRICS + ("f1_max",) + TIMING_METRICS
     keys += tuple(k for k in result if k.startswith(("head_", "discrepancy_")))
     print("  ".join(f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in keys))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'scores.csv'}")

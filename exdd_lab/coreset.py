@@ -32,9 +32,13 @@ Taught in ``notebooks/02_negative_only_baselines.ipynb``.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 import torch
 
+from exdd_lab.components.projection import gaussian_projection
+from exdd_lab.components.registry import Registry
 from exdd_lab.errors import SettingsError
 
 
@@ -82,26 +86,25 @@ def greedy_coreset(
     k: int,
     projection_dim: int | None = DEFAULT_PROJECTION,
     seed: int = 0,
-    method: str = "chunked",
+    method: str = "two-stage",
     chunk_size: int | None = None,
     oversample: float | None = None,
 ) -> np.ndarray:
     """Indices of ``k`` features chosen by greedy k-center selection (see the module docstring).
 
-    ``method`` is ``"chunked"`` (default, two-stage) or ``"exact"`` (textbook). With fewer than
-    two chunks' worth of points the two agree, and the exact loop runs.
+    ``method`` is ``"two-stage"`` (default) or ``"exact"`` (textbook): the names of :data:`CORESET_METHODS`.
+    With fewer than two chunks' worth of points the two agree, and the exact loop runs.
     """
     x = features if isinstance(features, torch.Tensor) else torch.from_numpy(np.asarray(features))
     x = x.float()
     n = x.shape[0]
     if n == 0:
         raise ValueError("cannot select a coreset from an empty feature set")
-    if method not in ("chunked", "exact"):
-        raise ValueError(f"method must be 'chunked' or 'exact', not {method!r}")
+    CORESET_METHODS.check(method)
     k = min(int(k), n)
     gen = torch.Generator().manual_seed(seed)
     if projection_dim and projection_dim < x.shape[1]:
-        x = x @ (torch.randn(x.shape[1], projection_dim, generator=gen) / np.sqrt(projection_dim))
+        x = x @ gaussian_projection(x.shape[1], projection_dim, gen)
     x = x.contiguous()
     first = int(torch.randint(n, (1,), generator=gen))
     chunk_size = chunk_size or DEFAULT_CHUNK_PATCHES
@@ -113,8 +116,6 @@ def greedy_coreset(
     for idx in torch.tensor_split(torch.randperm(n, generator=gen), n_chunks):
         stream.add(x[idx], idx)
     return stream.finish_indices()
-
-
 
 
 class StreamingCoreset:
@@ -140,7 +141,7 @@ class StreamingCoreset:
         self.gen = torch.Generator().manual_seed(seed)
         self.proj = None
         if projection_dim and projection_dim < dim:
-            self.proj = torch.randn(dim, projection_dim, generator=self.gen) / np.sqrt(projection_dim)
+            self.proj = gaussian_projection(dim, projection_dim, self.gen)
         self._pool: list[torch.Tensor] = []
         self._pool_index: list[torch.Tensor] = []
         self._seen = 0
@@ -196,6 +197,50 @@ class StreamingCoreset:
         start = int(torch.randint(len(pool), (1,), generator=self.gen))
         chosen = torch.from_numpy(_greedy(self._project(pool), self.k, start))
         return pool[chosen], index[chosen]
+
+
+#: How a memory bank is subsampled: ``CORESET_METHODS[name](projection_dim, seed).run(chunks, n_total, k)``.
+CORESET_METHODS: Registry[type] = Registry("coreset method")
+
+
+@CORESET_METHODS.register("two-stage")
+class TwoStageCoreset:
+    """The two-stage greedy on chunks as they arrive (:class:`StreamingCoreset`): memory stays at one chunk
+    plus the candidates, whatever the number of images (the default)."""
+
+    description = "streaming two-stage greedy"
+
+    def __init__(self, projection_dim: int | None = DEFAULT_PROJECTION, seed: int = 0) -> None:
+        self.projection_dim, self.seed = projection_dim, seed
+
+    def run(self, chunks: Iterable[torch.Tensor], n_total: int, k: int) -> tuple[torch.Tensor, np.ndarray]:
+        """``chunks`` ``(n_i, ..., C)`` holding ``n_total`` items -> chosen items ``(k, C)`` and their positions."""
+        stream = None
+        for chunk in chunks:
+            if stream is None:
+                stream = StreamingCoreset(n_total, k, chunk.shape[-1], self.projection_dim, self.seed)
+            stream.add(chunk)
+        if stream is None:
+            raise ValueError("no features were given to the coreset")
+        return stream.finish_with_index()
+
+
+@CORESET_METHODS.register("exact")
+class ExactCoreset:
+    """The textbook greedy over all items at once (the reference selection; slower, all features in memory)."""
+
+    description = "exact greedy"
+
+    def __init__(self, projection_dim: int | None = DEFAULT_PROJECTION, seed: int = 0) -> None:
+        self.projection_dim, self.seed = projection_dim, seed
+
+    def run(self, chunks: Iterable[torch.Tensor], n_total: int, k: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Same contract as :meth:`TwoStageCoreset.run`; positions are sorted, so items stay in input order."""
+        x = torch.cat([c.reshape(-1, c.shape[-1]).float() for c in chunks])
+        if k >= len(x):
+            return x, np.arange(len(x))
+        keep = np.sort(greedy_coreset(x, k, self.projection_dim, self.seed, method="exact"))
+        return x[torch.from_numpy(keep)].contiguous(), keep
 
 
 def coverage_radius(features: torch.Tensor | np.ndarray, chosen: np.ndarray, chunk: int = 65536) -> float:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from exdd_lab.components.metric_names import HEADLINE_METRICS
 from exdd_lab.data.records import DefectDataset
 from exdd_lab.evaluation import evaluate_prediction
 from exdd_lab.features import PatchFeatureExtractor
@@ -27,7 +28,7 @@ from exdd_lab.methods.exdd import ExDD, ExddSettings, variant_grid
 from exdd_lab.scoring import anomaly_maps, max_patch_score
 from exdd_lab.synthesis import DdpmConfig, cached_defect_set
 
-KEYS = ("image_auroc", "pixel_auroc", "aupro", "f1_max")
+KEYS = HEADLINE_METRICS
 
 
 def synthetic_count_sweep(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exdd_lab.components.metric_names import HEADLINE_METRICS, METHOD_TABLE_METRICS, RANKING_METRICS
 from exdd_lab.data.imageio import sample_mask
 from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.methods.base import Detector, Prediction
@@ -84,7 +85,7 @@ def finish_evaluation(method: Detector, dataset: DefectDataset, prediction: Pred
     labels = np.array([s.label for s in dataset.test]).astype(bool)
     for name, alternative in getattr(method, "alternative_predictions", lambda p: {})(prediction).items():
         alt, _ = evaluate_prediction(dataset, alternative, image_size)  # e.g. the student-teacher's two maps
-        metrics.update({f"{name}_{k}": alt[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")})
+        metrics.update({f"{name}_{k}": alt[k] for k in HEADLINE_METRICS})
     result = {
         "method": method.name, "dataset": dataset.name, "layout": dataset.layout, "seed": seed,
         **metrics,
@@ -148,8 +149,7 @@ def method_table(dataset: DefectDataset, predictions: dict[str, Prediction]) -> 
     rows = {}
     for name, prediction in predictions.items():
         rows[name], _ = evaluate_prediction(dataset, prediction, prediction.maps.shape[-1])
-    return pd.DataFrame.from_dict(rows, orient="index")[["image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap",
-                                                         "f1_max", "f1_threshold"]]
+    return pd.DataFrame.from_dict(rows, orient="index")[list(METHOD_TABLE_METRICS)]
 
 
 def compare_variants(dataset: DefectDataset, prediction: Prediction, variants: dict[str, np.ndarray],
@@ -166,7 +166,7 @@ def compare_variants(dataset: DefectDataset, prediction: Prediction, variants: d
     for name, grid in variants.items():
         maps = anomaly_maps(grid, image_size, sigma)
         metrics, _ = evaluate_prediction(dataset, Prediction(maps, max_patch_score(grid), grid), image_size)
-        rows[name] = {k: metrics.get(k) for k in ("image_auroc", "pixel_auroc", "aupro", "image_ap", "f1_max")}
+        rows[name] = {k: metrics.get(k) for k in RANKING_METRICS + ("image_ap", "f1_max")}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

@@ -18,17 +18,16 @@ from typing import Sequence
 
 import pandas as pd
 
+from exdd_lab.components.metric_names import RANKING_METRICS
 from exdd_lab.data.records import DefectDataset
 from exdd_lab.errors import ExddError
 from exdd_lab.evaluation import evaluate_prediction
 from exdd_lab.methods.student_teacher import StudentTeacher
 from exdd_lab.storage import atomic_write_json
 from exdd_lab.student_teacher.training import (
-    CHECKPOINT_GLOB, build_training_data, latest_checkpoint_step, total_steps, train_student_teacher,
-    training_image_count,
+    build_training_data, checkpointer, total_steps, train_student_teacher, training_image_count,
 )
 
-CURVE_METRICS = ("image_auroc", "pixel_auroc", "aupro")
 CURVE_FILE = "curve.json"
 
 
@@ -37,7 +36,7 @@ def _measure(detector: StudentTeacher, dataset: DefectDataset, step: int, progre
     rows = []
     for source, alternative in detector.alternative_predictions(prediction).items():
         metrics, _ = evaluate_prediction(dataset, alternative, detector.config.image_size)
-        rows.append({"step": step, "map": source, **{k: float(metrics[k]) for k in CURVE_METRICS},
+        rows.append({"step": step, "map": source, **{k: float(metrics[k]) for k in RANKING_METRICS},
                      "train_seconds": round(detector.model.seconds, 1)})
     return rows
 
@@ -70,9 +69,8 @@ def student_teacher_learning_curve(detector: StudentTeacher, dataset: DefectData
         for step in wanted:
             if any(r["step"] == step for r in rows):
                 continue
-            if latest_checkpoint_step(folder) > step:  # a later checkpoint cannot go back: train this run again from step 0
-                for old in folder.glob(CHECKPOINT_GLOB):
-                    old.unlink()
+            if checkpointer(folder).latest_step() > step:  # a later checkpoint cannot go back: train again from step 0
+                checkpointer(folder).clear()
             if data is None:
                 data = build_training_data(dataset.train, defects, run.teacher, run.config.image_size, progress)
             run.model = train_student_teacher(data, run.teacher, run.config, folder, progress=progress, stop_after=step)
@@ -81,7 +79,7 @@ def student_teacher_learning_curve(detector: StudentTeacher, dataset: DefectData
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    table = pd.DataFrame(rows, columns=["step", "map", *CURVE_METRICS, "train_seconds"])
+    table = pd.DataFrame(rows, columns=["step", "map", *RANKING_METRICS, "train_seconds"])
     table = table[table["step"].isin(wanted)].sort_values(["step", "map"]).reset_index(drop=True)
     table.attrs["total_steps"] = total
     return table

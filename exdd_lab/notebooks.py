@@ -13,12 +13,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from exdd_lab.references import build_references, compare_metrics, load_spread_runs  # noqa: F401 (re-exported)
+from exdd_lab.references import (  # noqa: F401 (compare_metrics, load_references re-exported)
+    REFERENCE_FILE, build_references, compare_metrics, load_references, load_spread_runs,
+)
 from exdd_lab.storage import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-REFERENCE_FILE = REPO_ROOT / "tests" / "reference" / "notebook_metrics.json"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 
 
@@ -95,10 +96,6 @@ def kernel_environment(variables: dict[str, str]):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def load_references(path: Path = REFERENCE_FILE) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def strip_outputs(nb_path: str | Path, executed: str | Path | None = None) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from exdd_lab.components.metric_names import HEADLINE_METRICS
 from exdd_lab.data.imageio import load_image, sample_mask
 from exdd_lab.data.records import Sample
 
@@ -238,7 +239,7 @@ def show_decomposition(images: Sequence[np.ndarray], masks: Sequence[np.ndarray 
     return fig
 
 
-def plot_metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "pixel_auroc", "aupro", "f1_max"),
+def plot_metric_bars(table: pd.DataFrame, metrics: Sequence[str] = HEADLINE_METRICS,
                      title: str = "") -> plt.Figure:
     """Grouped bars: one group per metric, one bar per row of ``table`` (e.g. scoring variants or methods)."""
     long = table[list(metrics)].reset_index(names="variant").melt(id_vars="variant", var_name="metric", value_name="value")

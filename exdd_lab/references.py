@@ -51,6 +51,14 @@ def spread_table(runs: dict[str, dict[str, dict[str, dict]]]) -> pd.DataFrame:
 # Pixel-level metrics of a constant map: pixel AUROC 0.5; AUPRO 0.15 (every pixel flagged at once, so the
 # PRO curve is the diagonal up to the 0.3 false-positive limit); pixel AP = the defect pixel share (under
 # 1% on these data sets). The floors sit a margin above, where a map that ranks nothing cannot reach.
+REFERENCE_FILE = Path(__file__).resolve().parents[1] / "tests" / "reference" / "notebook_metrics.json"
+
+
+def load_references(path: Path = REFERENCE_FILE) -> dict:
+    """The stored notebook references (empty when the file is absent, e.g. an installed package)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 PIXEL_FLOORS = {"pixel_auroc": 0.55, "aupro": 0.20, "pixel_ap": 0.02}
 RANDOM_QUANTILE = 0.95   # image-level floors: what random image scores reach in 1 of 20 draws
 RANDOM_DRAWS = 4000
@@ -225,8 +233,6 @@ def unreferenced(notebook: str, references: dict | None = None) -> pd.DataFrame:
     """The numbers of ``notebook`` that the regression does not compare, per run, with the reason: what a
     notebook shows its reader so that a number at chance level is never mistaken for a checked result."""
     if references is None:
-        from exdd_lab.notebooks import load_references
-
         references = load_references()
     rows = [(run, key, entry["value"], entry["why"]) for run, entries in references.get(notebook, {}).items()
             for key, entry in entries.items() if not entry.get("referenced", True)]
@@ -237,8 +243,6 @@ def sensitive_notebooks(references: dict | None = None, threshold: float = 1e-3)
     """Notebooks with a compared number that moved more than ``threshold`` across the measured numeric paths:
     the ones CI re-runs on a second path (``make test-numerics``)."""
     if references is None:
-        from exdd_lab.notebooks import load_references
-
         references = load_references()
     return sorted(nb for nb, runs in references.items() if not nb.startswith("_") and any(
         entry.get("spread", 0) > threshold and entry.get("referenced", True)

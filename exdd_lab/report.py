@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from exdd_lab.components.metric_names import HEADLINE_METRICS
 from exdd_lab.storage import atomic_write
 
 REPORT_TAG = "report"
-METRIC_COLUMNS = ["image_auroc", "pixel_auroc", "aupro", "f1_max", "recall_f1", "false_alarm_rate_f1",
+METRIC_COLUMNS = [*HEADLINE_METRICS, "recall_f1", "false_alarm_rate_f1",
                   "recall_normal_only", "false_alarm_rate_normal_only", "mean_image_pixel_auroc"]
 
 STYLE = """

@@ -109,6 +109,7 @@ def environment() -> dict:
     import timm
     import torch
 
+    from exdd_lab.components.device import describe_device
     from exdd_lab.features import FeatureConfig, resolve_weights
 
     config = FeatureConfig()
@@ -116,10 +117,9 @@ def environment() -> dict:
         weights = resolve_weights(config.backbone, config.weights).description
     except Exception as exc:  # the notebooks fail with the full message; the report says why
         weights = f"not found: {exc}"
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
             "diffusers": diffusers.__version__, "faiss": faiss.__version__, "numpy": numpy.__version__,
-            "device": device, "backbone": f"{config.backbone}, layers {config.resolved_layers}", "weights": weights,
+            "device": describe_device(), "backbone": f"{config.backbone}, layers {config.resolved_layers}", "weights": weights,
             "platform": platform.platform(), "threads": torch.get_num_threads(),
             "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "epoch": time.time()}
 

@@ -173,7 +173,7 @@ def test_non_square_images_are_named_and_can_keep_their_aspect(tmp_path, make_pn
 
 def test_unwritable_feature_cache_warns_once_and_carries_on(tiny_mvtec, tmp_path, monkeypatch):
     from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
-    from exdd_lab.features.cache import CacheWriteWarning
+    from exdd_lab.features.cache import CacheWriteWarning, extract_features
 
     blocker = tmp_path / "cache-is-a-file"
     blocker.write_text("x")
@@ -182,7 +182,7 @@ def test_unwritable_feature_cache_warns_once_and_carries_on(tiny_mvtec, tmp_path
     extractor = PatchFeatureExtractor(FeatureConfig(image_size=64))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        features = extractor.extract(paths, batch_size=2)
+        features = extract_features(extractor, paths, batch_size=2)
     cache_warnings = [w for w in caught if issubclass(w.category, CacheWriteWarning)]
     assert len(cache_warnings) == 1 and "EXDD_LAB_CACHE" in str(cache_warnings[0].message)
-    assert torch.allclose(features, extractor.extract(paths, cache=False))
+    assert torch.allclose(features, extract_features(extractor, paths, cache=False))

@@ -39,7 +39,8 @@ def fitted(tiny, synthetic):
 
 def test_fit_builds_both_banks_and_predicts_finite_maps(fitted, tiny):
     assert len(fitted.negative) == round(8 * 64 * 0.25) and len(fitted.positive) > 0
-    assert fitted.positive_sources.shape == (len(fitted.positive), 7)
+    assert len(fitted.positive_sources) == len(fitted.positive)
+    assert fitted.positive_sources.to_array().shape == (len(fitted.positive), 7)
     pred = fitted.predict(tiny.test)
     assert pred.maps.shape == (10, 64, 64) and pred.scores.shape == (10,)
     assert np.isfinite(pred.maps).all() and np.isfinite(pred.scores).all()

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from exdd_lab.features import FeatureCache, FeatureConfig, PatchFeatureExtractor
+from exdd_lab.features import FeatureCache, FeatureConfig, PatchFeatureExtractor, extract_features
 
 
 def tiny_extractor(**kw):
@@ -25,7 +25,7 @@ def test_second_run_reuses_the_cache_and_gives_identical_features(tmp_path, monk
     monkeypatch.setenv("EXDD_LAB_CACHE", str(tmp_path / "cache"))
     paths = images(tmp_path)
     fx = tiny_extractor()
-    first = fx.extract(paths, batch_size=2)
+    first = extract_features(fx, paths, batch_size=2)
     store = FeatureCache(fx.config, fx.weights_source)
     assert len(list(store.folder.glob("*.safetensors"))) == 5 and (store.folder / "config.json").is_file()
     second_store = FeatureCache(fx.config, fx.weights_source)
@@ -34,9 +34,9 @@ def test_second_run_reuses_the_cache_and_gives_identical_features(tmp_path, monk
     second = extract_with_cache(fx, paths, second_store, batch_size=2)
     assert second_store.hits == 5 and second_store.misses == 0
     assert torch.equal(first, second)
-    assert torch.equal(first, fx.extract(paths, cache=False, batch_size=2))
+    assert torch.equal(first, extract_features(fx, paths, cache=False, batch_size=2))
     # another batch size may change the last float bits (CPU kernels differ by batch), nothing more
-    assert torch.allclose(first, fx.extract(paths, cache=False, batch_size=5), atol=1e-5)
+    assert torch.allclose(first, extract_features(fx, paths, cache=False, batch_size=5), atol=1e-5)
     assert not list(store.folder.glob(".*")), "no temporary files left behind"
 
 
@@ -44,7 +44,7 @@ def test_key_is_image_content_not_path(tmp_path, monkeypatch):
     monkeypatch.setenv("EXDD_LAB_CACHE", str(tmp_path / "cache"))
     paths = images(tmp_path, 2)
     fx = tiny_extractor()
-    fx.extract(paths)
+    extract_features(fx, paths)
     copy = tmp_path / "renamed.png"
     shutil.copy(paths[0], copy)
     from exdd_lab.features import extract_with_cache
@@ -70,8 +70,8 @@ def test_damaged_cache_entry_is_recomputed(tmp_path, monkeypatch):
     monkeypatch.setenv("EXDD_LAB_CACHE", str(tmp_path / "cache"))
     paths = images(tmp_path, 1)
     fx = tiny_extractor()
-    good = fx.extract(paths)
+    good = extract_features(fx, paths)
     store = FeatureCache(fx.config, fx.weights_source)
     entry = next(store.folder.glob("*.safetensors"))
     entry.write_bytes(entry.read_bytes()[:50])
-    assert torch.equal(fx.extract(paths), good)
+    assert torch.equal(extract_features(fx, paths), good)

@@ -12,16 +12,16 @@ def clustered(n=3000, dim=16, seed=0):
     return centres[torch.randint(30, (n,), generator=g)] + torch.randn(n, dim, generator=g) * torch.rand(n, 1, generator=g)
 
 
-def test_chunked_greedy_covers_about_as_well_as_the_textbook_loop():
+def test_two_stage_greedy_covers_about_as_well_as_the_textbook_loop():
     x = clustered(6000, 16)
     exact = greedy_coreset(x, 120, projection_dim=None, seed=3, method="exact")
-    chunked = greedy_coreset(x, 120, projection_dim=None, seed=3, method="chunked", chunk_size=1000)
+    chunked = greedy_coreset(x, 120, projection_dim=None, seed=3, method="two-stage", chunk_size=1000)
     assert len(set(chunked.tolist())) == 120, "no item is chosen twice"
     assert coverage_radius(x, chunked) <= 1.5 * coverage_radius(x, exact)
     assert np.array_equal(chunked, greedy_coreset(x, 120, projection_dim=None, seed=3, chunk_size=1000))
     # fewer than two chunks' worth of points: both methods are the same loop
     small = x[:1500]
-    assert np.array_equal(greedy_coreset(small, 50, None, 1, "chunked", chunk_size=1000),
+    assert np.array_equal(greedy_coreset(small, 50, None, 1, "two-stage", chunk_size=1000),
                           greedy_coreset(small, 50, None, 1, "exact"))
     with pytest.raises(ValueError, match="method"):
         greedy_coreset(x, 5, method="random")

@@ -8,7 +8,7 @@ import pytest
 from exdd_lab.cli import main
 from exdd_lab.data import load_dataset
 from exdd_lab.evaluation import run_evaluation
-from exdd_lab.features import FeatureConfig
+from exdd_lab.features import FeatureConfig, extract_features
 from exdd_lab.memory import BankError, MemoryBank
 from exdd_lab.methods import PatchCore, PatchCoreSettings
 
@@ -115,7 +115,7 @@ def test_exact_coreset_method_builds_a_bank_of_the_same_size_and_quality(tiny):
     exact = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.1, coreset_method="exact")).fit(tiny.train)
     fast = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.1)).fit(tiny.train)
     assert len(exact.bank) == len(fast.bank) and exact.bank.metadata["coreset"]["method"] == "exact greedy"
-    patches = exact.extractor.extract([s.image_path for s in tiny.train]).reshape(-1, exact.bank.dim)
+    patches = extract_features(exact.extractor, [s.image_path for s in tiny.train]).reshape(-1, exact.bank.dim)
 
     def coverage(bank: torch.Tensor) -> float:  # the farthest any training patch is from its nearest bank item
         return float(torch.cdist(patches, bank).min(dim=1).values.max())

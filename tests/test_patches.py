@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, aggregate_neighbourhood, combine_layers
-from exdd_lab.features import random_projection_matrix
+from exdd_lab.components.projection import gaussian_projection
 
 
 def test_neighbourhood_average_matches_a_hand_computation():
@@ -33,8 +33,8 @@ def test_combine_layers_resizes_to_the_finest_grid_and_concatenates():
 
 
 def test_projection_is_seeded_and_roughly_preserves_distances():
-    a, b = random_projection_matrix(152, 64, seed=1), random_projection_matrix(152, 64, seed=1)
-    assert torch.equal(a, b) and not torch.equal(a, random_projection_matrix(152, 64, seed=2))
+    a, b = gaussian_projection(152, 64, seed=1), gaussian_projection(152, 64, seed=1)
+    assert torch.equal(a, b) and not torch.equal(a, gaussian_projection(152, 64, seed=2))
     x = torch.randn(200, 152)
     d_in = torch.cdist(x, x)
     d_out = torch.cdist(x @ a, x @ a)

@@ -2,7 +2,7 @@
 
 Taught in ``notebooks/01_feature_extraction.ipynb``.
 """
-from exdd_lab.features.backbones import (
+from exdd_lab.components.backbones import (
     DEFAULT_BACKBONE,
     WeightsSource,
     check_backbone_name,
@@ -10,18 +10,17 @@ from exdd_lab.features.backbones import (
     resolve_weights,
     weights_dir,
 )
-from exdd_lab.features.cache import FeatureCache, extract_with_cache
+from exdd_lab.features.cache import FeatureCache, extract_features, extract_with_cache
 from exdd_lab.features.patches import (
     DEFAULT_LAYERS,
     FeatureConfig,
     PatchFeatureExtractor,
     aggregate_neighbourhood,
     combine_layers,
-    random_projection_matrix,
 )
 
 __all__ = [
     "DEFAULT_BACKBONE", "DEFAULT_LAYERS", "FeatureCache", "FeatureConfig", "PatchFeatureExtractor", "WeightsSource",
-    "aggregate_neighbourhood", "check_backbone_name", "combine_layers", "create_backbone", "extract_with_cache",
-    "random_projection_matrix", "resolve_weights", "weights_dir",
+    "aggregate_neighbourhood", "check_backbone_name", "combine_layers", "create_backbone", "extract_features", "extract_with_cache",
+    "resolve_weights", "weights_dir",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from exdd_lab.data.imageio import load_image
 from exdd_lab.storage import atomic_write, atomic_write_json, cache_root, file_digest, stable_hash
 
 if TYPE_CHECKING:
-    from exdd_lab.features.backbones import WeightsSource
+    from exdd_lab.components.backbones import WeightsSource
     from exdd_lab.features.patches import FeatureConfig, PatchFeatureExtractor
 
 
@@ -64,6 +64,18 @@ class FeatureCache:
             warnings.warn(f"cannot write the feature cache {self.folder} ({exc.strerror or exc}); carrying on without "
                           "caching features. Free disk space, or set EXDD_LAB_CACHE to a writable folder.",
                           CacheWriteWarning, stacklevel=2)
+
+
+def extract_features(
+    extractor: PatchFeatureExtractor,
+    paths: Iterable[str | Path],
+    batch_size: int = 16,
+    cache: bool | None = True,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Patch features ``(N, h, w, C)`` of image files, reusing the on-disk cache unless ``cache=False``."""
+    store = FeatureCache(extractor.config, extractor.weights_source) if cache else None
+    return extract_with_cache(extractor, [Path(p) for p in paths], store, batch_size, progress)
 
 
 class CacheWriteWarning(UserWarning):

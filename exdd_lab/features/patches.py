@@ -16,16 +16,16 @@ Taught in ``notebooks/01_feature_extraction.ipynb``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from exdd_lab.errors import SettingsError
-from exdd_lab.features.backbones import DEFAULT_BACKBONE, create_backbone
+from exdd_lab.components.backbones import DEFAULT_BACKBONE
+from exdd_lab.components.frontend import FrozenBackbone
+from exdd_lab.components.projection import gaussian_projection
 
 #: Default layers per backbone (timm feature indices): mid-level layers, as PatchCore uses.
 DEFAULT_LAYERS: dict[str, tuple[int, ...]] = {
@@ -104,86 +104,41 @@ def combine_layers(maps: Sequence[torch.Tensor], neighbourhood: int = 3, padding
     return torch.cat(parts, dim=1).permute(0, 2, 3, 1).contiguous()
 
 
-def random_projection_matrix(in_dim: int, out_dim: int, seed: int = 0) -> torch.Tensor:
-    """A seeded Gaussian projection ``(in_dim, out_dim)`` scaled by ``1/sqrt(out_dim)``."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(in_dim, out_dim, generator=gen) / np.sqrt(out_dim)
-
-
-class PatchFeatureExtractor(nn.Module):
+class PatchFeatureExtractor(FrozenBackbone):
     """A frozen backbone plus PatchCore aggregation: ``images -> (N, h, w, C)`` patch features.
 
-    ``extractor.weights_source`` says plainly which weights are in use.
+    ``extractor.weights_source`` says plainly which weights are in use. Features of image files, with
+    the on-disk cache, come from :func:`exdd_lab.features.cache.extract_features`.
     """
 
     def __init__(self, config: FeatureConfig | None = None, device: str | torch.device = "cpu") -> None:
-        super().__init__()
-        self.config = config or FeatureConfig()
-        self.backbone, self.weights_source = create_backbone(
-            self.config.backbone, self.config.weights, out_indices=self.config.resolved_layers
-        )
-        for p in self.backbone.parameters():
-            p.requires_grad_(False)
-        cfg = self.backbone.pretrained_cfg
-        mean, std = NORMALISATIONS[self.config.normalisation] or (cfg.get("mean", (0.485, 0.456, 0.406)),
-                                                                   cfg.get("std", (0.229, 0.224, 0.225)))
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
-        channels = sum(self.backbone.feature_info.channels())
+        config = config or FeatureConfig()
+        super().__init__(config.backbone, config.weights, config.resolved_layers, NORMALISATIONS[config.normalisation])
+        self.config = config
         proj = None
-        if self.config.projection_dim:
-            proj = random_projection_matrix(channels, self.config.projection_dim, self.config.projection_seed)
+        if config.projection_dim:
+            proj = gaussian_projection(sum(self.channels), config.projection_dim, config.projection_seed)
         self.register_buffer("projection", proj)
         self.device = torch.device(device)
-        self.to(self.device).eval()
+        self.to(self.device)
 
     @property
     def feature_dim(self) -> int:
-        return self.config.projection_dim or sum(self.backbone.feature_info.channels())
+        return self.config.projection_dim or sum(self.channels)
 
     @property
     def grid_size(self) -> int:
-        stride = min(self.backbone.feature_info.reduction())
-        return int(np.ceil(self.config.image_size / stride))
+        return int(np.ceil(self.config.image_size / min(self.strides)))
 
     @property
     def layer_channels(self) -> list[int]:
-        return list(self.backbone.feature_info.channels())
-
-    def preprocess(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """``(N, H, W, 3) uint8`` (already at ``image_size``) to a normalised ``(N, 3, H, W)`` float tensor."""
-        x = torch.as_tensor(np.asarray(images)).to(self.device)
-        if x.ndim == 3:
-            x = x[None]
-        if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"expected images of shape (N, H, W, 3), got {tuple(x.shape)}")
-        x = x.permute(0, 3, 1, 2).float() / 255.0
-        return (x - self.mean) / self.std
-
-    @torch.no_grad()
-    def layer_maps(self, images: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
-        """The raw backbone maps of the chosen layers, ``[(N, C_l, H_l, W_l)]`` (for visualising)."""
-        return list(self.backbone(self.preprocess(images)))
+        return self.channels
 
     @torch.no_grad()
     def forward(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Patch features ``(N, h, w, C)`` for a batch of images at ``image_size``."""
-        feats = combine_layers(self.layer_maps(images), self.config.neighbourhood, self.config.neighbourhood_padding)
+        maps = self.layer_maps(images)
+        feats = combine_layers(maps, self.config.neighbourhood, self.config.neighbourhood_padding)
         if self.projection is not None:
             feats = feats @ self.projection
         return feats.cpu()
-
-    def extract(
-        self,
-        paths: Iterable[str | Path],
-        batch_size: int = 16,
-        cache: bool | None = True,
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Patch features ``(N, h, w, C)`` for image files, reusing the on-disk cache when allowed."""
-        from exdd_lab.features.cache import FeatureCache, extract_with_cache
-
-        store = FeatureCache(self.config, self.weights_source) if cache else None
-        return extract_with_cache(self, [Path(p) for p in paths], store, batch_size, progress)
-
-

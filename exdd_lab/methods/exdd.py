@@ -1,14 +1,10 @@
 """ExDD (explicit dual distribution): a normal bank, a defect bank, and the ratio between them.
 
 fit: the **negative bank** = PatchCore's coreset of normal patches (1%); the **positive bank** = patches
-of defect images — synthetic defects (and optionally a few real labelled ones) — coreset 10%:
-
-- ``positive_patches="masked"`` (default): the patches whose cell is at least ``min_mask_fraction``
-  masked (0.9 by default), i.e. the defect itself. On MTD a lower threshold (0.3) let boundary cells,
-  which look normal, into the bank and cost 0.11 image AUROC (0.80 vs 0.91): a normal-looking patch in
-  the positive bank makes normal test patches look defect-like;
-- ``positive_patches="crop"`` (ExDD's original): every patch of a tight crop around each defect
-  (mask bounding box plus ``crop_margin`` pixels, resized to the input size), background included.
+of defect images — synthetic defects (and optionally a few real labelled ones) — coreset 10%, chosen by
+``positive_patches`` (:mod:`exdd_lab.positive_patches`: ``"masked"``, the cells the defect fills,
+by default; ``"crop"``, ExDD's original crop around each defect). A normal-looking patch in the
+positive bank makes normal test patches look defect-like.
 
 predict: per test patch ``d_neg``, ``d_pos`` and the score of :mod:`exdd_lab.ratio`: ``score="gated"``
 (default: PatchCore's ``d_neg``, raised where a patch is unusual *and* close to a known defect, with
@@ -30,20 +26,19 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from exdd_lab.coreset import DEFAULT_PROJECTION, coreset_size, greedy_coreset
-from exdd_lab.data.imageio import load_image, load_masks, sample_mask
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import ExddError, SettingsError
-from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
-from exdd_lab.features.patch_labels import patch_labels
-from exdd_lab.memory import BankError, MemoryBank
+from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
+from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
 from exdd_lab.methods.persistence import check_format, format_header, settings_from_saved
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
+from exdd_lab.patch_sources import PatchSources
+from exdd_lab.positive_patches import POSITIVE_PATCHES, positive_patches
 from exdd_lab.ratio import (
     NormalStatistics, bank_support, exdd_image_score, gated_scores, neighbourhood_weights, normal_statistics, ratio_scores,
     typical_worst_patch,
@@ -62,7 +57,7 @@ class ExddSettings:
 
     negative_ratio: float = 0.01
     positive_ratio: float = 0.10
-    positive_patches: str = "masked"  # or "crop"
+    positive_patches: str = "masked"  # a name of exdd_lab.positive_patches.POSITIVE_PATCHES ("crop": ExDD's original)
     min_mask_fraction: float = 0.9  # only cells (almost) fully inside a defect: see notebook 04
     crop_margin: int = 8
     score: str = "gated"  # "ratio_na" / "ratio": ExDD's published formula (notebook 04 shows why it changed)
@@ -82,47 +77,6 @@ class ExddSettings:
     chunk_images: int = 16
 
 
-def positive_patches(extractor: PatchFeatureExtractor, defects: Sequence[Sample], settings: ExddSettings,
-                     progress: bool = False) -> tuple[torch.Tensor, np.ndarray]:
-    """Features ``(P, C)`` of defect patches and their sources ``(P, 7)``: sample index, patch row and
-    column, and the box ``y0, y1, x0, x1`` (image pixels) the patch grid covered."""
-    size, g = extractor.config.image_size, extractor.grid_size
-    missing = [s.image_path for s in defects if s.mask_path is None]
-    if missing:
-        raise ExddError(f"defect image {missing[0]} has no mask", "the positive bank needs pixel masks for its defects")
-    feats, sources = [], []
-    if settings.positive_patches == "masked":
-        for start in tqdm(range(0, len(defects), 64), desc="positive bank", disable=not progress):
-            part = defects[start : start + 64]
-            f = extractor.extract([s.image_path for s in part], settings.batch_size)
-            keep = patch_labels(load_masks([s.mask_path for s in part], size=size, image_paths=[s.image_path for s in part]), g, settings.min_mask_fraction)
-            n, y, x = np.nonzero(keep)
-            feats.append(f[torch.from_numpy(keep)])
-            sources.append(np.stack([n + start, y, x] + [np.full_like(n, v) for v in (0, size, 0, size)], 1))
-    elif settings.positive_patches == "crop":
-        for i, s in enumerate(tqdm(defects, desc="positive bank (crops)", disable=not progress)):
-            image, mask = load_image(s.image_path, size), sample_mask(s, size)
-            if not mask.any():
-                continue
-            ys, xs = np.nonzero(mask)
-            m = settings.crop_margin
-            y0, y1 = max(0, ys.min() - m), min(size, ys.max() + 1 + m)
-            x0, x1 = max(0, xs.min() - m), min(size, xs.max() + 1 + m)
-            crop = np.array(Image.fromarray(image[y0:y1, x0:x1]).resize((size, size), Image.BILINEAR))
-            feats.append(extractor(crop[None]).reshape(-1, extractor.feature_dim))
-            yy, xx = np.divmod(np.arange(g * g), g)
-            sources.append(np.stack([np.full_like(yy, i), yy, xx] + [np.full_like(yy, v) for v in (y0, y1, x0, x1)], 1))
-    else:
-        raise ValueError(f"positive_patches must be 'masked' or 'crop', not {settings.positive_patches!r}")
-    if not feats or sum(len(f) for f in feats) == 0:
-        raise BankError(
-            f"the positive bank is empty: no patch of the {len(defects)} defect image(s) is at least "
-            f"{settings.min_mask_fraction:.0%} masked",
-            "use more or larger synthetic defects, lower min_mask_fraction, or positive_patches='crop'",
-        )
-    return torch.cat(feats).float(), np.concatenate(sources).astype(np.int64)
-
-
 class ExDD:
     """Dual-bank detector. ``ExDD(features, settings, defects=synthetic_samples).fit(train).predict(test)``.
 
@@ -138,6 +92,7 @@ class ExDD:
         st = self.settings
         if st.image_score not in IMAGE_SCORES:
             raise SettingsError(f"unknown ExDD image score {st.image_score!r}", f"use one of {', '.join(IMAGE_SCORES)}")
+        POSITIVE_PATCHES.check(st.positive_patches)
         if st.score not in SCORES:
             raise SettingsError(f"unknown ExDD score {st.score!r}", f"use one of {', '.join(SCORES)} (gated is the default)")
         if (st.score == "ratio_na" or st.image_score == "exdd") and not st.neighbourhood_aware:
@@ -151,8 +106,8 @@ class ExDD:
         self.defects = list(defects)
         self.negative: MemoryBank | None = None
         self.positive: MemoryBank | None = None
-        self.negative_sources = np.zeros((0, 7), np.int64)
-        self.positive_sources = np.zeros((0, 7), np.int64)
+        self.negative_sources = PatchSources.empty()  # where each bank item came from (image, cell, box)
+        self.positive_sources = PatchSources.empty()
         self.train_paths: list[str] = []
         self._support: dict[str, np.ndarray] = {}
         self.normal_stats: NormalStatistics | None = None  # the gated score's thresholds, set by refit_positive
@@ -183,11 +138,8 @@ class ExDD:
             coreset_ratio=st.negative_ratio, coreset_projection=st.coreset_projection, seed=st.seed,
             batch_size=st.batch_size, chunk_images=st.chunk_images)).fit(train, progress)
         self.negative = patchcore.bank
-        g = self.extractor.grid_size
-        pos = patchcore.bank_positions
-        size = self.extractor.config.image_size
-        self.negative_sources = np.stack([pos // (g * g), (pos % (g * g)) // g, pos % g]
-                                         + [np.full_like(pos, v) for v in (0, size, 0, size)], 1)
+        self.negative_sources = PatchSources.from_positions(patchcore.bank_positions, self.extractor.grid_size,
+                                                            self.extractor.config.image_size)
         self.train_paths = [str(p) for p in patchcore.train_paths]
         self._support = {}
         self._calibration_d_neg = None
@@ -231,7 +183,7 @@ class ExDD:
         """Nearest-item distances ``(N, h, w)`` of the calibration normals' patches to ``bank``."""
         st, paths, out = self.settings, self.calibration_paths(), []
         for start in range(0, len(paths), st.chunk_images):
-            feats = self.extractor.extract(paths[start : start + st.chunk_images], st.batch_size)
+            feats = extract_features(self.extractor, paths[start : start + st.chunk_images], st.batch_size)
             out.append(bank.search(feats.reshape(-1, feats.shape[-1]), k=1)[0][:, 0].reshape(feats.shape[:3]))
         return np.concatenate(out) if out else np.zeros((0, self.extractor.grid_size, self.extractor.grid_size))
 
@@ -279,7 +231,7 @@ class ExDD:
         grids: dict[str, list[np.ndarray]] = {}
         paths = [s.image_path for s in samples]
         for start in tqdm(range(0, len(paths), st.chunk_images), desc="predict", unit="group", disable=not progress):
-            for k, v in self._score_group(self.extractor.extract(paths[start : start + st.chunk_images], st.batch_size)).items():
+            for k, v in self._score_group(extract_features(self.extractor, paths[start : start + st.chunk_images], st.batch_size)).items():
                 grids.setdefault(k, []).append(v)
         extra = {k: np.concatenate(v) if v else np.zeros((0, g, g)) for k, v in grids.items()}
         ratio = variant_grid(extra, st.score, st.eps, self.normal_stats, st.strength).astype(np.float32)
@@ -304,7 +256,7 @@ class ExDD:
         paths = [s.image_path for s in samples]
         out = np.empty((len(paths), g, g), np.float32)
         for start in range(0, len(paths), st.chunk_images):
-            feats = self.extractor.extract(paths[start : start + st.chunk_images], st.batch_size)
+            feats = extract_features(self.extractor, paths[start : start + st.chunk_images], st.batch_size)
             d, _ = self.negative.search(feats.reshape(-1, feats.shape[-1]), k=1)
             out[start : start + len(feats)] = d[:, 0].reshape(len(feats), g, g)
         return out
@@ -326,11 +278,9 @@ class ExDD:
         for which, sources, paths in (("neg", self.negative_sources, self.train_paths),
                                       ("pos", self.positive_sources, [str(s.image_path) for s in self.defects])):
             item = int(explanation["grids"][f"nn_{which}"][py, px])
-            i, sy, sx, y0, y1, x0, x1 = (int(v) for v in sources[item])
-            cell_h, cell_w = (y1 - y0) / g, (x1 - x0) / g  # one patch cell, mapped back to source pixels
-            box = (int(y0 + sy * cell_h), int(y0 + (sy + 1) * cell_h), int(x0 + sx * cell_w), int(x0 + (sx + 1) * cell_w))
+            i = int(sources.image[item])
             out["normal" if which == "neg" else "defect"] = {
-                "path": paths[i] if i < len(paths) else "", "box": box,
+                "path": paths[i] if i < len(paths) else "", "box": sources.cell_box(item, g),
                 "distance": float(explanation["grids"][f"d_{which}"][py, px])}
         return out
 
@@ -346,8 +296,8 @@ class ExDD:
             self.negative.save(tmp / "negative")
             self.positive.save(tmp / "positive")
             with atomic_write(tmp / "sources.safetensors") as handle:
-                handle.write(save({"negative": torch.from_numpy(self.negative_sources),
-                                   "positive": torch.from_numpy(self.positive_sources)}))
+                handle.write(save({"negative": torch.from_numpy(self.negative_sources.to_array()),
+                                   "positive": torch.from_numpy(self.positive_sources.to_array())}))
             (tmp / "exdd.json").write_text(json.dumps({
                 **format_header(self.name), "settings": asdict(self.settings), "features": asdict(self.extractor.config),
                 "metadata": self.feature_metadata(), "train_paths": self.train_paths,
@@ -374,7 +324,8 @@ class ExDD:
         model.negative = MemoryBank.load(folder / "negative", expect)
         model.positive = MemoryBank.load(folder / "positive", expect)
         sources = load_file(folder / "sources.safetensors")
-        model.negative_sources, model.positive_sources = sources["negative"].numpy(), sources["positive"].numpy()
+        model.negative_sources = PatchSources.from_array(sources["negative"].numpy())
+        model.positive_sources = PatchSources.from_array(sources["positive"].numpy())
         model.train_paths = blob["train_paths"]
         if "normal_stats" not in blob:  # saved before the gated score: its ratio maps would silently change
             raise ExddError(f"{folder} holds an ExDD detector saved before the gated score (no normal_stats in exdd.json)",

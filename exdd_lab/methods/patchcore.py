@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from exdd_lab.data.records import Sample
-from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
 from tqdm.auto import tqdm
 
-from exdd_lab.coreset import DEFAULT_PROJECTION, StreamingCoreset, coreset_size, greedy_coreset
-from exdd_lab.errors import DatasetError, SettingsError
+from exdd_lab.coreset import CORESET_METHODS, DEFAULT_PROJECTION, coreset_size
+from exdd_lab.data.records import Sample
+from exdd_lab.errors import DatasetError
+from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
 from exdd_lab.scoring import anomaly_maps, max_score, reweighting_factor
@@ -44,7 +43,7 @@ class PatchCoreSettings:
     seed: int = 0
     batch_size: int = 8
     chunk_images: int = 16  # images per streamed group (16 x 1024 patches: a first-stage coreset chunk)
-    coreset_method: str = "two-stage"  # or "exact": textbook greedy over all features (slower, see benchmarks)
+    coreset_method: str = "two-stage"  # a name of exdd_lab.coreset.CORESET_METHODS; "exact": the textbook greedy (slower)
 
 
 class PatchCore:
@@ -55,6 +54,7 @@ class PatchCore:
     def __init__(self, features: FeatureConfig | None = None, settings: PatchCoreSettings | None = None,
                  extractor: PatchFeatureExtractor | None = None) -> None:
         self.settings = settings or PatchCoreSettings()
+        CORESET_METHODS.check(self.settings.coreset_method)
         if self.settings.image_score not in IMAGE_SCORES:
             raise ValueError(f"image_score must be one of {IMAGE_SCORES}, not {self.settings.image_score!r}")
         self.extractor = extractor or PatchFeatureExtractor(features or FeatureConfig())
@@ -72,43 +72,21 @@ class PatchCore:
         return [paths[i : i + size] for i in range(0, len(paths), size)]
 
     def fit(self, train: Sequence[Sample], progress: bool = False) -> PatchCore:
-        """Stream the training images in groups of ``chunk_images``: features -> first coreset stage;
-        then the final stage. Memory stays at one group plus the candidates, whatever the set size."""
+        """Stream the training images' features in groups of ``chunk_images`` through the coreset method
+        (``settings.coreset_method``): the two-stage default keeps one group plus its candidates in memory."""
         if not train:
             raise DatasetError("PatchCore has no training images to fit on (the train split is empty)",
                                "check the dataset's train split with `exdd-lab datasets --data DIR --layout LAYOUT`")
         st, g = self.settings, self.extractor.grid_size
         n_total = len(train) * g * g
-        if st.coreset_method == "exact":
-            return self._fit_exact(train, progress)
-        if st.coreset_method != "two-stage":
-            raise SettingsError(f"unknown coreset method {st.coreset_method!r}", "use 'two-stage' (default) or 'exact'")
-        stream = StreamingCoreset(n_total, coreset_size(n_total, st.coreset_ratio), self.extractor.feature_dim,
-                                  st.coreset_projection, st.seed)
-        for group in tqdm(self._groups(train, st.chunk_images), desc="fit", unit="group", disable=not progress):
-            stream.add(self.extractor.extract(group, st.batch_size))
-        items, self.bank_positions = stream.finish_with_index()
+        sampler = CORESET_METHODS[st.coreset_method](st.coreset_projection, st.seed)
+        chunks = (extract_features(self.extractor, group, st.batch_size)
+                  for group in tqdm(self._groups(train, st.chunk_images), desc="fit", unit="group", disable=not progress))
+        items, self.bank_positions = sampler.run(chunks, n_total, coreset_size(n_total, st.coreset_ratio))
         self.train_paths = [s.image_path for s in train]
         self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(items)
         self.bank.metadata["coreset"] = {"ratio": st.coreset_ratio, "seed": st.seed, "projection_dim": st.coreset_projection,
-                                         "method": "streaming two-stage greedy", "chunk_images": st.chunk_images}
-        return self
-
-    def _fit_exact(self, train: Sequence[Sample], progress: bool) -> PatchCore:
-        """All training features in memory, then the textbook greedy: the reference selection."""
-        st = self.settings
-        feats = self.extractor.extract([s.image_path for s in train], st.batch_size, progress=progress)
-        self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(feats)
-        self.train_paths = [s.image_path for s in train]
-        self.bank_positions = np.arange(len(self.bank))
-        if st.coreset_ratio < 1:
-            keep = np.sort(greedy_coreset(self.bank.items, coreset_size(len(self.bank), st.coreset_ratio),
-                                          st.coreset_projection, st.seed, method="exact"))
-            self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(
-                self.bank.items[torch.from_numpy(keep)].contiguous())
-            self.bank_positions = keep
-        self.bank.metadata["coreset"] = {"ratio": st.coreset_ratio, "seed": st.seed,
-                                         "projection_dim": st.coreset_projection, "method": "exact greedy"}
+                                         "method": sampler.description, "chunk_images": st.chunk_images}
         return self
 
     def predict(self, samples: Sequence[Sample], progress: bool = False, keep_maps: bool = True) -> Prediction:
@@ -123,7 +101,7 @@ class PatchCore:
         done = 0
         for group in tqdm(self._groups(samples, self.settings.chunk_images), desc="predict", unit="group",
                           disable=not progress):
-            feats = self.extractor.extract(group, self.settings.batch_size)
+            feats = extract_features(self.extractor, group, self.settings.batch_size)
             n, c = feats.shape[0], feats.shape[-1]
             dist, idx = self.bank.search(feats.reshape(-1, c), k=1)
             patch_scores[done : done + n] = dist[:, 0].reshape(n, g, g)

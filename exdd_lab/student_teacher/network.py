@@ -26,56 +26,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from exdd_lab.errors import ExddError
-from exdd_lab.features.backbones import DEFAULT_BACKBONE, create_backbone
+from exdd_lab.components.backbones import DEFAULT_BACKBONE
+from exdd_lab.components.frontend import FrozenBackbone
 
 #: Teacher scales (timm feature indices): strides 8 and 16 for EfficientNet-Lite0.
 DEFAULT_TEACHER_LAYERS = (2, 3)
 
 
-class Teacher(nn.Module):
-    """The frozen pretrained backbone: ``images (N, H, W, 3) uint8 -> [(N, C_l, h_l, w_l)]``.
+class Teacher(FrozenBackbone):
+    """The frozen pretrained backbone: ``forward(preprocess(images (N, H, W, 3) uint8)) -> [(N, C_l, h_l, w_l)]``.
 
     Its parameters never receive gradients and it stays in eval mode even inside a ``train()`` call,
-    so batch-norm statistics cannot drift either.
+    so batch-norm statistics cannot drift either (:class:`~exdd_lab.components.frontend.FrozenBackbone`).
     """
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, weights: str = "imagenet",
                  layers: Sequence[int] = DEFAULT_TEACHER_LAYERS) -> None:
-        super().__init__()
-        self.backbone, self.weights_source = create_backbone(backbone, weights, out_indices=tuple(layers))
+        super().__init__(backbone, weights, layers)
         self.backbone_name, self.layers = backbone, tuple(layers)
-        for p in self.backbone.parameters():
-            p.requires_grad_(False)
-        cfg = self.backbone.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1))
-        self.backbone.eval()
 
-    @property
-    def channels(self) -> list[int]:
-        return list(self.backbone.feature_info.channels())
-
-    @property
-    def strides(self) -> list[int]:
-        return list(self.backbone.feature_info.reduction())
-
-    def train(self, mode: bool = True) -> Teacher:
-        """Always eval: the teacher is frozen."""
-        return super().train(False)
-
-    def preprocess(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """``(N, H, W, 3) uint8`` -> normalised ``(N, 3, H, W)`` float on the teacher's device."""
-        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-        if x.ndim != 4 or x.shape[-1] != 3:
-            raise ExddError(f"the teacher expects images of shape (N, H, W, 3), got {tuple(x.shape)}",
-                            "pass RGB uint8 images stacked along a first axis")
-        x = x.to(self.mean.device).permute(0, 3, 1, 2).float() / 255.0
-        return (x - self.mean) / self.std
-
-    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps of normalised images ``(N, 3, H, W)``."""
-        return list(self.backbone(x))
+        return self.maps(x)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:

@@ -27,17 +27,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from exdd_lab.components.checkpoints import Checkpointer
+from exdd_lab.components.device import pick_device
 from exdd_lab.data.imageio import load_image, sample_mask
 from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.errors import DatasetError, ExddError
-from exdd_lab.features.backbones import DEFAULT_BACKBONE
-from exdd_lab.storage import atomic_write
+from exdd_lab.components.backbones import DEFAULT_BACKBONE
 from exdd_lab.student_teacher.losses import joint_loss
 from exdd_lab.student_teacher.network import (
     DEFAULT_TEACHER_LAYERS, SegmentationHead, Student, Teacher, head_channels, head_inputs,
 )
-
-CHECKPOINT_GLOB = "checkpoint-*.pt"
 
 
 @dataclass(frozen=True)
@@ -206,41 +205,26 @@ def flip_batch(flips: torch.Tensor, tensors: Sequence[torch.Tensor]) -> list[tor
     return out
 
 
-def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    found = [(int(p.stem.split("-")[-1]), p) for p in folder.glob(CHECKPOINT_GLOB) if p.stem.split("-")[-1].isdigit()]
-    return sorted(found)
-
-
-def latest_checkpoint_step(folder: str | Path) -> int:
-    """The step of the newest checkpoint in ``folder`` (0 when there is none)."""
-    found = _checkpoints(Path(folder))
-    return found[-1][0] if found else 0
+def checkpointer(folder: str | Path) -> Checkpointer:
+    """The student-teacher's checkpoints in ``folder``: ``checkpoint-<step>.pt`` files."""
+    return Checkpointer(Path(folder))
 
 
 def save_checkpoint(folder: Path, model: StudentTeacherModel, optimizer: torch.optim.Optimizer,
                     gen: torch.Generator) -> Path:
     """Write ``checkpoint-<step>.pt`` atomically, then remove older ones."""
-    target = folder / f"checkpoint-{model.step}.pt"
-    with atomic_write(target) as handle:
-        torch.save({"step": model.step, "history": model.history, "seconds": model.seconds,
-                    "student": model.student.state_dict(), "head": model.head.state_dict(),
-                    "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
-                    "config": model.config.to_dict()}, handle)
-    for step, old in _checkpoints(folder):
-        if step != model.step:
-            old.unlink(missing_ok=True)
-    return target
+    return checkpointer(folder).save(
+        model.step, {"history": model.history, "seconds": model.seconds, "student": model.student.state_dict(),
+                     "head": model.head.state_dict(), "config": model.config.to_dict()}, optimizer, gen)
 
 
 def load_checkpoint(folder: str | Path, teacher: Teacher) -> tuple[StudentTeacherModel, dict]:
     """The newest checkpoint in ``folder`` as a model (eval mode) and its raw state (optimizer, generator)."""
-    folder = Path(folder)
-    ckpts = _checkpoints(folder)
-    if not ckpts:
+    path = checkpointer(folder).latest()
+    if path is None:
         raise ExddError(f"no student-teacher checkpoint in {folder}",
                         "train one with train_student_teacher(..., folder=...) or `exdd-lab evaluate --method student-teacher`")
-    path = ckpts[-1][1]
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = Checkpointer.load_state(path, as_folder=False)
     config = StudentTeacherConfig.from_dict(state["config"])
     student, head = build_networks(teacher, config)
     student.load_state_dict(state["student"])
@@ -279,7 +263,7 @@ def train_student_teacher(
     config = config or StudentTeacherConfig()
     if not 0 <= config.defect_fraction <= 1:
         raise ExddError(f"defect_fraction must be in [0, 1], got {config.defect_fraction}", "e.g. 0.5: half of each batch")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     teacher.to(device)
     gen = torch.Generator().manual_seed(config.seed)
     student, head = build_networks(teacher, config)
@@ -287,15 +271,14 @@ def train_student_teacher(
     params = list(student.parameters()) + list(head.parameters())
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
     folder = Path(folder) if folder else None
-    if folder is not None and _checkpoints(folder):
+    if folder is not None and checkpointer(folder).latest() is not None:
         loaded, state = load_checkpoint(folder, teacher)
         if loaded.config != config:
             raise ExddError(f"the checkpoint in {folder} was trained with another configuration",
                             "use another folder for this configuration, or delete the old checkpoints")
         student.load_state_dict(loaded.student.state_dict())
         head.load_state_dict(loaded.head.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
+        Checkpointer.restore(state, optimizer, gen)
         model.step, model.history, model.seconds = loaded.step, loaded.history, loaded.seconds
     total = total_steps(config, len(data.images))
     end = min(total, stop_after if stop_after is not None else total)

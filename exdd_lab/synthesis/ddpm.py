@@ -18,7 +18,6 @@ Taught in ``notebooks/03_diffusion_defect_synthesis.ipynb``.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,11 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from exdd_lab.components.checkpoints import STATE_FILE, Checkpointer
+from exdd_lab.components.device import pick_device
 from exdd_lab.data.imageio import load_image
 from exdd_lab.errors import ExddError
-from exdd_lab.storage import atomic_directory, cache_root, file_digest, stable_hash
+from exdd_lab.storage import cache_root, file_digest, stable_hash
 
-STATE_FILE = "training_state.pt"
 
 
 @dataclass(frozen=True)
@@ -113,36 +113,9 @@ class DdpmModel:
         return next(self.unet.parameters()).device
 
 
-def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    found = []
-    for p in folder.glob("checkpoint-*"):
-        if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / STATE_FILE).is_file():
-            found.append((int(p.name.split("-")[-1]), p))
-    return sorted(found)
-
-
-def _save_checkpoint(folder: Path, model: DdpmModel, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> Path:
-    """Write ``checkpoint-<step>`` atomically, then drop older ones (the newest complete one always survives)."""
-    target = folder / f"checkpoint-{model.step}"
-    if target.exists():
-        shutil.rmtree(target)
-    with atomic_directory(target) as tmp:
-        model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        torch.save(
-            {
-                "step": model.step,
-                "losses": model.losses,
-                "seconds": model.seconds,
-                "optimizer": optimizer.state_dict(),
-                "generator": gen.get_state(),
-                "config": model.config.to_dict(),
-            },
-            tmp / STATE_FILE,
-        )
-    for step, old in _checkpoints(folder):
-        if step != model.step:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
+def checkpointer(folder: str | Path) -> Checkpointer:
+    """The DDPM's checkpoints in ``folder``: ``checkpoint-<step>/`` with the UNet and the training state."""
+    return Checkpointer(Path(folder), as_folder=True)
 
 
 def load_ddpm(folder: str | Path, device: str | torch.device = "cpu") -> DdpmModel:
@@ -150,14 +123,13 @@ def load_ddpm(folder: str | Path, device: str | torch.device = "cpu") -> DdpmMod
     from diffusers import UNet2DModel
 
     folder = Path(folder)
-    ckpts = _checkpoints(folder) or ([(0, folder)] if (folder / STATE_FILE).is_file() else [])
-    if not ckpts:
+    path = checkpointer(folder).latest() or (folder if (folder / STATE_FILE).is_file() else None)
+    if path is None:
         raise ExddError(
             f"no DDPM checkpoint in {folder}",
             "train one with exdd_lab.synthesis.train_ddpm (or `exdd-lab synthesize --generator ddpm`), or point at its folder",
         )
-    path = ckpts[-1][1]
-    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    state = Checkpointer.load_state(path, as_folder=True)
     config = DdpmConfig.from_dict(state["config"])
     unet = UNet2DModel.from_pretrained(path / "unet").to(device).eval()
     return DdpmModel(unet, build_scheduler(config), config, state["step"], list(state["losses"]), state["seconds"], path)
@@ -207,17 +179,17 @@ def train_ddpm(
 
     config = config or DdpmConfig()
     folder = Path(folder)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     data = images if isinstance(images, torch.Tensor) else load_training_images(images, config.image_size)
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # the UNet's initial weights
     unet = build_unet(config).to(device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate)
     model = DdpmModel(unet, build_scheduler(config), config, path=folder)
-    ckpts = _checkpoints(folder)
-    if ckpts:
-        path = ckpts[-1][1]
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    checkpoints = checkpointer(folder)
+    path = checkpoints.latest()
+    if path is not None:
+        state = Checkpointer.load_state(path, as_folder=True)
         if DdpmConfig.from_dict(state["config"]) != config:
             raise ExddError(
                 f"the checkpoint in {path} was trained with another configuration",
@@ -227,8 +199,7 @@ def train_ddpm(
 
         model.unet = unet = UNet2DModel.from_pretrained(path / "unet").to(device)
         optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate)
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
+        Checkpointer.restore(state, optimizer, gen)
         model.step, model.losses, model.seconds = state["step"], list(state["losses"]), state["seconds"]
     end = min(config.train_steps, stop_after if stop_after is not None else config.train_steps)
     unet.train()
@@ -249,7 +220,9 @@ def train_ddpm(
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(model.losses[-50:]):.4f}")
         if model.step % config.checkpoint_every == 0 or model.step == end:
-            model.path = _save_checkpoint(folder, model, optimizer, gen)
+            model.path = checkpoints.save(
+                model.step, {"losses": model.losses, "seconds": model.seconds, "config": config.to_dict()},
+                optimizer, gen, write_model=lambda tmp: unet.save_pretrained(tmp / "unet", safe_serialization=True))
     bar.close()
     unet.eval()
     return model
@@ -270,9 +243,8 @@ def train_or_load_ddpm(
     """The cached DDPM for these normal images if it finished training, else train (or resume) it."""
     config = config or DdpmConfig()
     folder = ddpm_cache_folder(image_paths, config)
-    done = [c for c in _checkpoints(folder) if c[0] >= config.train_steps]
-    if done:
-        return load_ddpm(folder, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if checkpointer(folder).latest_step() >= config.train_steps:
+        return load_ddpm(folder, pick_device(device))
     return train_ddpm(list(image_paths), folder, config, device, progress)
 
 

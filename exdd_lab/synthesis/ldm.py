@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from exdd_lab.components.device import pick_device
 from exdd_lab.errors import ExddError
 from exdd_lab.storage import atomic_directory
 
@@ -63,7 +64,7 @@ def load_inpainting_pipeline(model_dir: str | Path, device: str | torch.device |
     index = folder / "model_index.json"
     if not index.is_file():
         raise ModelFolderError(f"{folder} has no model_index.json, so it is not a diffusers pipeline folder", DOWNLOAD_HINT)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in json.loads(index.read_text()) else {}
     try:

@@ -26,6 +26,7 @@ from scipy import linalg
 from exdd_lab.data.imageio import load_masks
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import ExddError
+from exdd_lab.features.cache import extract_features
 from exdd_lab.features.patch_labels import patch_labels
 from exdd_lab.neighbours import knn
 from exdd_lab.synthesis.generators import SyntheticDefect
@@ -54,7 +55,7 @@ def masked_patches(extractor, samples: Sequence[Sample] | Sequence[SyntheticDefe
                            for i in range(0, len(samples), batch_size)])
         masks = np.stack([d.mask for d in samples])
     else:
-        feats = extractor.extract([s.image_path for s in samples])
+        feats = extract_features(extractor, [s.image_path for s in samples])
         if all(s.mask_path is None for s in samples):
             return feats.reshape(-1, feats.shape[-1]).numpy()
         masks = load_masks([s.mask_path for s in samples], size=size, image_paths=[s.image_path for s in samples])

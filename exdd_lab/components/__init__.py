@@ -1,0 +1,10 @@
+"""The pieces every method shares, written once.
+
+- :mod:`~exdd_lab.components.frontend`: a frozen pretrained backbone with its input normalisation
+  (PatchCore's and ExDD's patch features, the student-teacher's teacher).
+- :mod:`~exdd_lab.components.checkpoints`: ``checkpoint-<step>`` files written atomically, with the
+  optimizer and random-generator state for an exact resume (the DDPM, the student-teacher).
+- :mod:`~exdd_lab.components.projection`: the seeded Gaussian random projection (features, coreset).
+- :mod:`~exdd_lab.components.device`: the CUDA-or-CPU choice.
+- :mod:`~exdd_lab.components.metric_names`: which metrics are the headline ones, in which order.
+"""
