@@ -16,7 +16,17 @@ from pathlib import Path
 from exdd_lab.components.metric_names import PRECISION_METRICS, RANKING_METRICS, TIMING_METRICS
 from exdd_lab.errors import ExddError
 
-LAYOUT_CHOICES = ("procedural", "mvtec", "ksdd2", "mtd", "folder")
+from exdd_lab.coreset import CORESET_METHODS
+from exdd_lab.data.layouts import LAYOUTS, MTD_SPLITS
+from exdd_lab.methods import exdd as exdd_method
+from exdd_lab.methods import patchcore as patchcore_method
+from exdd_lab.methods import student_teacher as student_teacher_method
+from exdd_lab.methods.registry import METHODS
+from exdd_lab.positive_patches import POSITIVE_PATCHES
+from exdd_lab.synthesis.registry import GENERATORS
+
+#: Every named choice comes from its registry: a new layout, generator or strategy appears here by itself.
+LAYOUT_CHOICES = ("procedural", *LAYOUTS.names())
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -26,7 +36,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="folder layout of --data (see datasets.md); required with --data DIR")
     p.add_argument("--category", default="", help="MVTec category, or the material of the procedural default")
     p.add_argument("--seed", type=int, default=0, help="seed of splits and everything random (default 0)")
-    p.add_argument("--split", choices=("seeded", "differnet"), default=None,
+    p.add_argument("--split", choices=tuple(MTD_SPLITS), default=None,
                    help="a named split protocol (--layout mtd only): seeded (default: 400 train normals by --seed) "
                         "or differnet (the published list of 761 training normals, as in the DifferNet/PatchCore/CS-Flow papers)")
     p.add_argument("--split-file", default=None,
@@ -132,6 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from exdd_lab.evaluation import run_evaluation
     from exdd_lab.features import FeatureConfig, check_backbone_name
+    from exdd_lab.methods.base import Savable
     from exdd_lab.methods.registry import build_method
     from exdd_lab.seeding import seed_everything
 
@@ -156,11 +167,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
             options["defect_set"] = load_defect_set(args.synthetic)
     method = build_method(args.method, features, options)
+    if args.save_model and not isinstance(method, Savable):  # said before minutes of fitting, not after
+        savable = ", ".join(name for name, entry in METHODS.items() if entry.saved_as)
+        raise ExddError(f"method {args.method} cannot be saved", f"save one of {savable} (--method), or drop --save-model")
     print(f"{args.method} on {ds!r}\nweights: {method.describe().get('weights_source')}")
     result = run_evaluation(method, ds, args.out, seed=args.seed, progress=True)
     if args.save_model:
-        if not hasattr(method, "save"):
-            raise ExddError(f"method {args.method} cannot be saved", "use --method exdd or student-teacher to save a fitted detector")
         method.save(args.save_model)
         print(f"saved the fitted detector to {args.save_model} (score new images with `exdd-lab score`)")
     keys = RANKING_METRICS + PRECISION_METRICS + ("f1_max",) + TIMING_METRICS
@@ -206,16 +218,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from exdd_lab.analysis import disagreements, failure_ranking
-    from exdd_lab.browser import case_gallery
-    from exdd_lab.evaluation import finish_evaluation, method_table, predict_split
+    from exdd_lab.compare import compare_methods, compared_methods, write_comparison
     from exdd_lab.features import FeatureConfig, check_backbone_name
-    from exdd_lab.methods.registry import METHODS, build_method
-    from exdd_lab.results import build_results, method_summary
     from exdd_lab.seeding import seed_everything
-    from exdd_lab.storage import atomic_write
 
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
@@ -231,48 +236,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ds = ds.with_held_out_normals(args.held_out, seed=args.seed)
     features = FeatureConfig(backbone=args.backbone, image_size=args.image_size)
     options = {"seed": args.seed, "generator": args.generator, "n_synthetic": args.n_synthetic,
-               "epochs": args.epochs, "model_dir": args.model_dir}
-    methods = {}
-    if "student-teacher" in names:
-        methods["student-teacher"] = build_method("student-teacher", features, options)
-    if "exdd" in names:
-        if "student-teacher" in methods:  # one defect set for both, as in notebook 06
-            defects = methods["student-teacher"].training_defects(ds.train, progress=True).test
-        else:
-            from exdd_lab.synthesis import DdpmConfig, cached_defect_set
-
-            defects = cached_defect_set(ds.train, args.generator, args.exdd_synthetic, seed=args.seed,
-                                        image_size=args.image_size, model_dir=args.model_dir, progress=True,
-                                        ddpm_config=DdpmConfig(image_size=args.image_size, seed=args.seed)).test
-        methods["exdd"] = build_method("exdd", features, dict(options, defects=list(defects[: args.exdd_synthetic]),
-                                                              min_mask_fraction=args.min_mask_fraction))
-    for name in names:
-        methods.setdefault(name, build_method(name, features, options))
-    methods = {name: methods[name] for name in names}
+               "epochs": args.epochs, "model_dir": args.model_dir, "min_mask_fraction": args.min_mask_fraction}
+    methods = compared_methods(names, features, ds.train, options, exdd_defects=args.exdd_synthetic, progress=True)
     print(f"comparing {', '.join(names)} on {ds!r}")
-    predictions, normal_scores, timings = predict_split(methods, ds, progress=True)
-    out = Path(args.out)
-    for name, method in methods.items():
-        finish_evaluation(method, ds, predictions[name], timings[name]["fit_s"], timings[name]["predict_s"],
-                          normal_scores.get(name), out / name, seed=args.seed)
-    results = build_results(ds.test, predictions, normal_scores)
-    results.save(out)
-    overall = method_table(ds, predictions).join(method_summary(results.table).drop(columns="image_auroc"))
-    for name, frame in (("methods.csv", overall), ("failures.csv", failure_ranking(results.table, k=args.k)),
-                        ("disagreements.csv", disagreements(results.table))):
-        with atomic_write(out / name, "w") as handle:
-            frame.to_csv(handle, index=name == "methods.csv")
-    gallery = out / "gallery"
-    gallery.mkdir(parents=True, exist_ok=True)
-    for i, fig in enumerate(case_gallery(results, k=args.k)):
-        title = fig._suptitle.get_text() if fig._suptitle else f"figure {i}"
-        fig.savefig(gallery / f"{i:02d}_{''.join(c if c.isalnum() else '_' for c in title)[:60]}.png", dpi=90,
-                    bbox_inches="tight")
-        plt.close(fig)
+    comparison = compare_methods(methods, ds, progress=True)
+    gallery = write_comparison(comparison, args.out, k=args.k, seed=args.seed)
+    overall = comparison.table
     columns = [c for c in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "FN_f1", "FP_f1", "FN_normal_only",
                            "FP_normal_only") if c in overall.columns]
     print(overall[columns].round(3).to_string())
-    print(f"wrote {out}/<method>/metrics.json + scores.csv, results.csv/.parquet (one row per image and method), "
+    print(f"wrote {args.out}/<method>/metrics.json + scores.csv, results.csv/.parquet (one row per image and method), "
           f"methods.csv, failures.csv, disagreements.csv and gallery/ ({len(list(gallery.glob('*.png')))} figures)")
     return 0
 
@@ -339,21 +312,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--keep-aspect", action="store_true",
                    help="pad images (and masks) to squares instead of stretching them to the square input size")
-    p.add_argument("--method", default="patchcore", help="detection method (default patchcore)")
+    p.add_argument("--method", default="patchcore", help=f"detection method: {', '.join(METHODS)} (default patchcore)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone name")
     p.add_argument("--weights", default="imagenet", help="imagenet (resolved offline), random, or a weights file")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--coreset", type=_ratio, default=0.01, help="share of normal patches kept in the bank (default 0.01)")
-    p.add_argument("--coreset-method", choices=("two-stage", "exact"), default="two-stage",
+    p.add_argument("--coreset-method", choices=CORESET_METHODS.names(), default="two-stage",
                    help="two-stage greedy (fast, default) or the textbook greedy (about 20x slower; AUROC within 0.005, "
                         "see benchmarks/README.md)")
-    p.add_argument("--image-score", choices=("max_patch", "reweighted", "max"), default=None,
+    p.add_argument("--image-score", choices=patchcore_method.IMAGE_SCORES.names(), default=None,
                    help="PatchCore's image score: max raw patch score (default, the reference code's), the paper's "
                         "Eq. 7 reweighting, or max of the smoothed map")
     p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of anomaly maps, in pixels")
     p.add_argument("--out", required=True, help="output folder for metrics.json and scores.csv")
     g = p.add_argument_group("synthetic defects (exdd, student-teacher)")
-    g.add_argument("--generator", choices=("perlin", "ddpm", "ldm"), default="ddpm",
+    g.add_argument("--generator", choices=GENERATORS.names(), default="ddpm",
                    help="synthetic defects for the positive bank or the student-teacher's training (default ddpm, made once and cached)")
     g.add_argument("--n-synthetic", type=int, default=None,
                    help="number of synthetic defects (default: 100 for exdd, ExDD's best count; 200 for student-teacher)")
@@ -361,22 +334,23 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("student-teacher")
     g.add_argument("--epochs", type=int, default=None,
                    help="training epochs (default 6: about 5 minutes on 2 CPU cores for MTD at 256 px)")
-    g.add_argument("--map-source", choices=("head", "discrepancy"), default="discrepancy",
+    g.add_argument("--map-source", choices=student_teacher_method.MAP_SOURCES.names(), default="discrepancy",
                    help="the map that gives scores.csv and the headline metrics (both are reported in metrics.json)")
     g = p.add_argument_group("exdd (dual banks)")
     g.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
     g.add_argument("--real-defects", type=int, default=0,
                    help="add K real labelled defects (KSDD2's training positives; otherwise moved out of the test split)")
-    g.add_argument("--exdd-score", choices=("gated", "ratio_na", "ratio"), default="gated",
-                   help="gated (default: PatchCore's d_neg raised where a patch is unusual and defect-like) or ExDD's "
-                        "published ratio d_neg / (d_pos + eps), neighbourhood-aware (ratio_na) or plain (ratio)")
-    g.add_argument("--exdd-image-score", choices=("max_patch", "max", "exdd"), default="max_patch",
+    g.add_argument("--exdd-score", choices=exdd_method.VARIANTS.names(), default="gated",
+                   help="gated (default: PatchCore's d_neg raised where a patch is unusual and defect-like), ExDD's "
+                        "published ratio d_neg / (d_pos + eps), neighbourhood-aware (ratio_na) or plain (ratio), "
+                        "or one bank alone (negative: PatchCore's d_neg; positive: -d_pos)")
+    g.add_argument("--exdd-image-score", choices=exdd_method.IMAGE_SCORES.names(), default="max_patch",
                    help="largest patch score (default, as PatchCore), max of the smoothed map, or ExDD's published "
                         "bank-ratio score")
     g.add_argument("--min-mask-fraction", type=float, default=0.9,
                    help="a defect patch enters the positive bank when this share of its cell is masked (default 0.9)")
     g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (exdd, student-teacher)")
-    g.add_argument("--positive-patches", choices=("masked", "crop"), default="masked",
+    g.add_argument("--positive-patches", choices=POSITIVE_PATCHES.names(), default="masked",
                    help="masked defect patches (default) or every patch of a tight crop (ExDD's original)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("compare", help="several methods on one split: metrics per method, the per-image results "
@@ -387,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="patchcore,exdd,student-teacher", help="comma list (default: all three)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone name")
     p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--generator", choices=("perlin", "ddpm", "ldm"), default="ddpm",
+    p.add_argument("--generator", choices=GENERATORS.names(), default="ddpm",
                    help="synthetic defects for ExDD and the student-teacher (default ddpm, made once and cached)")
     p.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
     p.add_argument("--n-synthetic", type=int, default=None, help="student-teacher training defects (default 200)")
@@ -409,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
     p = sub.add_parser("synthesize", help="make a synthetic defect set (images, exact masks, samples.json)")
     _add_data_args(p)
-    p.add_argument("--generator", choices=("perlin", "ddpm", "ldm"), required=True,
+    p.add_argument("--generator", choices=GENERATORS.names(), required=True,
                    help="perlin: classical blend; ddpm: DDPM trained on the normals (cached); ldm: text-guided inpainting")
     p.add_argument("--model-dir", default=None,
                    help="ldm only: a local diffusers inpainting pipeline folder ('tiny' = a tiny random one, code path only)")

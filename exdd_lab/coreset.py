@@ -61,7 +61,7 @@ def coreset_size(n: int, ratio: float) -> int:
     return max(1, int(round(n * ratio)))
 
 
-def _greedy(x: torch.Tensor, k: int, first: int) -> np.ndarray:
+def greedy_k_center(x: torch.Tensor, k: int, first: int) -> np.ndarray:
     """Textbook farthest-point selection on ``x (n, d)``, starting at ``first``; squared distances, in place."""
     n = x.shape[0]
     k = min(k, n)
@@ -111,7 +111,7 @@ def greedy_coreset(
     oversample = oversample or DEFAULT_OVERSAMPLE
     n_chunks = n // chunk_size
     if method == "exact" or n_chunks < 2 or oversample * k >= n:
-        return _greedy(x, k, first)
+        return greedy_k_center(x, k, first)
     stream = StreamingCoreset(n, k, x.shape[1], projection_dim=None, seed=seed, oversample=oversample, chunk_patches=None)
     for idx in torch.tensor_split(torch.randperm(n, generator=gen), n_chunks):
         stream.add(x[idx], idx)
@@ -169,7 +169,7 @@ class StreamingCoreset:
             share = self.keep_share * len(chunk)
             k_chunk = max(1, int(np.ceil(share) if self.final_pass else np.floor(share)))
             start = int(torch.randint(len(chunk), (1,), generator=self.gen))
-            keep = torch.from_numpy(_greedy(self._project(chunk), k_chunk, start))
+            keep = torch.from_numpy(greedy_k_center(self._project(chunk), k_chunk, start))
         self._pool.append(chunk[keep].clone())
         self._pool_index.append(index[keep].clone())
 
@@ -195,7 +195,7 @@ class StreamingCoreset:
         if len(pool) <= self.k or not self.final_pass:
             return pool[: self.k], index[: self.k]
         start = int(torch.randint(len(pool), (1,), generator=self.gen))
-        chosen = torch.from_numpy(_greedy(self._project(pool), self.k, start))
+        chosen = torch.from_numpy(greedy_k_center(self._project(pool), self.k, start))
         return pool[chosen], index[chosen]
 
 

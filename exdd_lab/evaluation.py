@@ -14,15 +14,19 @@ import math
 import resource
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from exdd_lab.components.metric_names import HEADLINE_METRICS, METHOD_TABLE_METRICS, RANKING_METRICS
 from exdd_lab.data.imageio import sample_mask
 from exdd_lab.data.records import DefectDataset, Sample
-from exdd_lab.methods.base import Detector, Prediction
+from exdd_lab.methods.base import Detector, HasAlternatives, Prediction
 from exdd_lab.metrics import NORMAL_GROUP, PixelHistogram, evaluate, normal_only_threshold, per_type_table
 from exdd_lab.storage import atomic_write, atomic_write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def peak_rss_mb() -> float:
@@ -83,7 +87,8 @@ def finish_evaluation(method: Detector, dataset: DefectDataset, prediction: Pred
     held_out = normal_scores is not None and len(normal_scores) > 0
     threshold = normal_only_threshold(normal_scores, normal_quantile) if held_out else None
     labels = np.array([s.label for s in dataset.test]).astype(bool)
-    for name, alternative in getattr(method, "alternative_predictions", lambda p: {})(prediction).items():
+    alternatives = method.alternative_predictions(prediction) if isinstance(method, HasAlternatives) else {}
+    for name, alternative in alternatives.items():
         alt, _ = evaluate_prediction(dataset, alternative, image_size)  # e.g. the student-teacher's two maps
         metrics.update({f"{name}_{k}": alt[k] for k in HEADLINE_METRICS})
     result = {

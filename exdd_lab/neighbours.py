@@ -2,8 +2,8 @@
 
 The one place the kit calls faiss directly; memory banks and analysis cells build on it.
 Shapes: ``reference (M, C)``, ``queries (Q, C)`` -> distances and indices ``(Q, k)``. Distances are
-Euclidean (faiss returns squared L2; we take the root). Taught in
-``notebooks/01_feature_extraction.ipynb``.
+Euclidean (faiss returns squared L2; we take the root). Notebook 01's distance histograms use it
+through :func:`~exdd_lab.features.inspect.nearest_normal_distances`.
 """
 from __future__ import annotations
 

@@ -54,6 +54,35 @@ def save_notebook_metrics(name: str, metrics: dict, path: str | Path = "", datas
     return target
 
 
+def show_source(*functions: object) -> object:
+    """The source of the kit's functions, highlighted, for a notebook cell (as the d2l book shows its saved code):
+    the lesson shows the lines that run, not a paraphrase of them."""
+    import inspect
+
+    from IPython.display import Code
+
+    return Code("\n\n".join(inspect.getsource(f).rstrip() for f in functions), language="python")
+
+
+def mode_parameters(fast: bool, **parameters: tuple) -> tuple:
+    """Resolve parameters whose default depends on the mode: each is ``name=(value, full, fast_value)``.
+
+    A value that was set (papermill's, or an edit of the parameters cell) always wins; ``None`` takes the
+    default of the mode (``fast_value`` in fast mode, else ``full``). Returns the values in the given order
+    and prints where each came from, so fast mode never overwrites a value silently.
+    """
+    chosen, notes = [], []
+    for name, (value, full, fast_value) in parameters.items():
+        if value is not None:
+            chosen.append(value)
+            notes.append(f"{name}={value!r} (given)")
+        else:
+            chosen.append(fast_value if fast else full)
+            notes.append(f"{name}={chosen[-1]!r} ({'fast' if fast else 'full'}-mode default)")
+    print("parameters: " + ", ".join(notes))
+    return tuple(chosen)
+
+
 def execute_notebook(
     notebook: str | Path,
     output: str | Path,

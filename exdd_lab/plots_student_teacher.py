@@ -35,7 +35,7 @@ def draw_architecture(teacher_params: int, student_params: int, head_params: int
     _box(ax, (0.01, 0.70), 0.14, 0.16, "clean normal\nimage x", "#e8f1fb")
     _box(ax, (0.01, 0.22), 0.14, 0.16, "x + synthetic defect\n(DDPM or Perlin)\nexact mask M", "#fdecea")
     _box(ax, (0.24, 0.70), 0.20, 0.16, f"TEACHER (frozen)\npretrained, {teacher_params / 1e6:.1f} M params", "#d9e7f7")
-    _box(ax, (0.24, 0.40), 0.20, 0.16, f"TEACHER (frozen)\nsame network", "#d9e7f7")
+    _box(ax, (0.24, 0.40), 0.20, 0.16, "TEACHER (frozen)\nsame network", "#d9e7f7")
     _box(ax, (0.24, 0.08), 0.20, 0.16, f"STUDENT (trained)\nrandom init, {student_params / 1e6:.2f} M params", "#fff2cc")
     _box(ax, (0.55, 0.70), 0.18, 0.16, "cosine loss\nstudent(x̃) → teacher(x)", "#eeeeee")
     _box(ax, (0.55, 0.22), 0.18, 0.18, f"agreement per scale\n{' · '.join(scales)}\n1 - cos = discrepancy", "#eeeeee")

@@ -8,7 +8,6 @@ HTML, and the key figures (code cells tagged ``report`` in the notebooks, captio
 """
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 
+from typing import Any, Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -78,6 +80,21 @@ def top_k_mean(maps: np.ndarray, k: int = 100) -> np.ndarray:
         raise ValueError(f"top-k needs k >= 1, got {k}")
     k = min(k, flat.shape[1])
     return np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:].mean(axis=1)
+
+
+#: An image score strategy: ``(patch_grid (N, h, w), map_max (N,), extra, settings) -> (N,)``. Each method
+#: registers the ones it supports (``PatchCore``: max_patch, reweighted, max; ``ExDD``: max_patch, max, exdd).
+ImageScore = Callable[[np.ndarray, np.ndarray, dict, Any], np.ndarray]
+
+
+def score_max_patch(patch_grid: np.ndarray, map_max: np.ndarray, extra: dict, settings: Any) -> np.ndarray:
+    """The largest raw patch score (PatchCore's reference image score)."""
+    return max_patch_score(patch_grid)
+
+
+def score_map_max(patch_grid: np.ndarray, map_max: np.ndarray, extra: dict, settings: Any) -> np.ndarray:
+    """The maximum of the smoothed map (depends on the smoothing)."""
+    return map_max
 
 
 def reweighting_factor(query_to_support: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -74,7 +74,7 @@ def test_unwritable_out_is_refused_before_any_fitting(tiny_mvtec, tmp_path, caps
 @pytest.mark.parametrize("argv,message", [
     (["--category", "glass"], "unknown material 'glass'"),
     (["--data", "MTD", "--layout", "procedural"], "was given with --layout procedural"),
-    (["--method", "nosuch"], "unknown method 'nosuch'"),
+    (["--method", "nosuch"], "choose one of patchcore, exdd, student-teacher"),
     (["--backbone", "nosuch"], "unknown backbone 'nosuch'"),
 ])
 def test_user_errors_are_messages_not_tracebacks(argv, message, tmp_path, capsys):
@@ -82,6 +82,14 @@ def test_user_errors_are_messages_not_tracebacks(argv, message, tmp_path, capsys
     assert main(["evaluate", *argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and "fix:" in err and "Traceback" not in err
+
+
+def test_unknown_method_lists_the_registered_ones():
+    from exdd_lab.features import FeatureConfig
+    from exdd_lab.methods.registry import build_method
+
+    with pytest.raises(SettingsError, match="(?s)unknown method 'nosuch'.*choose one of patchcore, exdd, student-teacher"):
+        build_method("nosuch", FeatureConfig(), {})
 
 
 def test_coreset_ratio_outside_its_range(capsys):

@@ -15,10 +15,10 @@ def clustered(n=3000, dim=16, seed=0):
 def test_two_stage_greedy_covers_about_as_well_as_the_textbook_loop():
     x = clustered(6000, 16)
     exact = greedy_coreset(x, 120, projection_dim=None, seed=3, method="exact")
-    chunked = greedy_coreset(x, 120, projection_dim=None, seed=3, method="two-stage", chunk_size=1000)
-    assert len(set(chunked.tolist())) == 120, "no item is chosen twice"
-    assert coverage_radius(x, chunked) <= 1.5 * coverage_radius(x, exact)
-    assert np.array_equal(chunked, greedy_coreset(x, 120, projection_dim=None, seed=3, chunk_size=1000))
+    two_stage = greedy_coreset(x, 120, projection_dim=None, seed=3, method="two-stage", chunk_size=1000)
+    assert len(set(two_stage.tolist())) == 120, "no item is chosen twice"
+    assert coverage_radius(x, two_stage) <= 1.5 * coverage_radius(x, exact)
+    assert np.array_equal(two_stage, greedy_coreset(x, 120, projection_dim=None, seed=3, chunk_size=1000))
     # fewer than two chunks' worth of points: both methods are the same loop
     small = x[:1500]
     assert np.array_equal(greedy_coreset(small, 50, None, 1, "two-stage", chunk_size=1000),

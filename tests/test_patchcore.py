@@ -44,7 +44,7 @@ def test_reweighted_image_score_is_a_damped_patch_score(tiny):
     assert "max_map_score" in pred.extra
     raw = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.5, image_score="max_patch")).fit(tiny.train)
     assert np.allclose(raw.predict(tiny.test).scores, top_patch)
-    with pytest.raises(ValueError, match="image_score"):
+    with pytest.raises(ValueError, match="unknown PatchCore image score .mean."):
         PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(image_score="mean"))
 
 

@@ -81,7 +81,7 @@ def test_variant_grids():
     assert variant_grid(extra, "gated", stats=stats).item() == pytest.approx(4.0 * 1.5)
     with pytest.raises(ValueError, match="normal_stats"):
         variant_grid(extra, "gated")
-    with pytest.raises(ValueError, match="variant"):
+    with pytest.raises(ValueError, match="unknown ExDD score .nope."):
         variant_grid(extra, "nope")
 
 

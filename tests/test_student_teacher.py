@@ -111,7 +111,7 @@ def test_head_map_source(tiny, defects, detector):
     assert other.model.path == detector.model.path  # the finished training is reused from the cache, not redone
     pred, ref = other.predict(tiny.test[:4]), detector.predict(tiny.test[:4])
     assert np.allclose(pred.scores, ref.extra["head_scores"]) and np.allclose(pred.extra["head_grid"], ref.extra["head_grid"])
-    with pytest.raises(ExddError, match="map_source"):
+    with pytest.raises(ExddError, match="unknown student-teacher map source .both."):
         StudentTeacher(CONFIG, StudentTeacherSettings(map_source="both"), teacher=detector.teacher)
 
 

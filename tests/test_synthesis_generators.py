@@ -119,6 +119,8 @@ def test_cached_sets_are_reused_and_extended(tiny_mvtec, monkeypatch):
     monkeypatch.setattr(defect_set, "synthesize", lambda *a, **k: made.append(k.get("start", 0)) or real_synthesize(*a, **k))
     again = cached_defect_set(ds.train, "perlin", 2, seed=5, image_size=64)  # a prefix of the cached set
     assert made == [] and [s.image_path for s in again.test] == [s.image_path for s in small.test[:2]]
+    sources = [r["source"] for r in small.split_info["records"][:2]]  # train = the two defects' sources, no more
+    assert sorted(str(s.image_path) for s in again.train) == sorted(set(sources)) and len(again.split_info["records"]) == 2
     bigger = cached_defect_set(ds.train, "perlin", 5, seed=5, image_size=64)
     assert made == [3]  # only defects 3 and 4 were made
     fresh = synthesize(ds.train, PerlinBlendGenerator([s.image_path for s in ds.train]), 5, seed=5, image_size=64)

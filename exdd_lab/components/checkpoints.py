@@ -13,7 +13,7 @@ saved by diffusers).
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,19 @@ import torch
 from exdd_lab.storage import atomic_directory, atomic_write
 
 STATE_FILE = "training_state.pt"
+
+
+class SavedConfig:
+    """``to_dict`` / ``from_dict`` for a frozen training config stored in its checkpoints: tuple fields become
+    JSON lists and come back as tuples, so a resumed run's config compares equal to the one asked for."""
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        tuples = {f.name for f in fields(cls) if str(f.type).startswith("tuple")}
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-from exdd_lab.errors import SettingsError
+from exdd_lab.errors import ExddError, SettingsError
 
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """An ordered ``name -> strategy`` table; ``what`` names the choice in error messages."""
+    """An ordered ``name -> strategy`` table; ``what`` names the choice in error messages, ``error`` is the
+    error an unknown name raises (``hint`` is added to its fix)."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
+    def __init__(self, what: str, error: type[ExddError] = SettingsError, hint: str = "") -> None:
+        self.what, self.error, self.hint = what, error, hint
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -31,10 +32,14 @@ class Registry(Generic[T]):
         """The registered names, in registration order (the first is the default where there is one)."""
         return tuple(self._items)
 
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, strategy)`` pairs in registration order."""
+        return list(self._items.items())
+
     def check(self, name: str) -> str:
-        """``name`` if registered, else a :class:`~exdd_lab.errors.SettingsError` listing the choices."""
+        """``name`` if registered, else an error (``SettingsError`` by default) listing the choices."""
         if name not in self._items:
-            raise SettingsError(f"unknown {self.what} {name!r}", f"use one of {', '.join(self._items)}")
+            raise self.error(f"unknown {self.what} {name!r}", f"choose one of {', '.join(self._items)}{self.hint}")
         return name
 
     def __getitem__(self, name: str) -> T:

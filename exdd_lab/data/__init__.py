@@ -33,7 +33,8 @@ def load_dataset(
     """One entry point for every layout.
 
     ``data=None`` (or ``"procedural"``) gives the procedural default, with ``category`` naming
-    the material. Otherwise ``layout`` is one of ``mvtec``, ``ksdd2``, ``mtd``, ``folder``.
+    the material. Otherwise ``layout`` names one of :data:`~exdd_lab.data.layouts.LAYOUTS`
+    (``mvtec``, ``ksdd2``, ``mtd``, ``folder``).
     ``split`` names a published protocol where the layout has several (MTD: ``"seeded"``, the default,
     or ``"differnet"``); other layouts have one split and accept only ``None``.
     Extra keyword arguments go to the layout's loader (e.g. ``n_train`` or ``split_file`` for ``mtd``).
@@ -45,12 +46,4 @@ def load_dataset(
         kwargs["split"] = split
     if data is None or str(data) == "procedural" or layout == "procedural":
         return procedural_dataset(material=category or "brushed_metal", seed=seed, **kwargs)
-    if layout not in LAYOUTS:
-        raise DatasetError(f"unknown layout {layout!r}", f"choose one of {', '.join(LAYOUTS)} (see datasets.md)")
-    if layout == "mvtec":
-        return load_mvtec(data, category, **kwargs)
-    if layout == "ksdd2":
-        return load_ksdd2(data, **kwargs)
-    if layout == "mtd":
-        return load_mtd(data, seed=seed, **kwargs)
-    return load_folder(data, seed=seed, **kwargs)
+    return LAYOUTS[layout](data, category=category, seed=seed, **kwargs)

@@ -13,14 +13,18 @@ Taught in ``notebooks/00_data_tour.ipynb``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from exdd_lab.components.registry import Registry
 from exdd_lab.data.imageio import list_images, load_mask
 from exdd_lab.data.records import GOOD, DefectDataset, Sample
 from exdd_lab.errors import DatasetError
 
-LAYOUTS = ("mvtec", "ksdd2", "mtd", "folder")
+#: Folder layouts by name: ``LAYOUTS[name](root, category=..., seed=..., **loader_options)``. The procedural
+#: default (no folder) is not one of them. A new layout: a loader here, registered once (datasets.md documents it).
+LAYOUTS: Registry[Callable[..., DefectDataset]] = Registry("layout", DatasetError, " (see datasets.md)")
 
 
 def _require_dir(path: Path, what: str, fix: str) -> Path:
@@ -166,8 +170,8 @@ def load_mtd(root: str | Path, seed: int = 0, n_train: int = 400, n_test_good: i
         list_file = Path(split_file) if split_file else root / MTD_SPLITS[split]
         if not list_file.is_file():
             raise DatasetError(f"the {split} training list was not found at {list_file}",
-                               f"put the published list there (one MT_Free file name per line; see datasets.md), "
-                               f"or give its path with --split-file")
+                               "put the published list there (one MT_Free file name per line; see datasets.md), "
+                               "or give its path with --split-file")
         train_p = read_split_list(list_file, free)
         chosen = set(train_p)
         test_p, rest_p = [p for p in sorted(normals) if p not in chosen], []
@@ -242,3 +246,9 @@ def load_folder(root: str | Path, seed: int = 0, train_fraction: float = 0.5, re
             "seed": seed, "train_fraction": train_fraction, "n_val_good": len(rest)}
     return DefectDataset(root.name, root, "folder", [Sample(p, 0) for p in train_p], test,
                          {"val_good": [Sample(p, 0) for p in rest]} if rest else {}, info)
+
+
+LAYOUTS.register("mvtec")(lambda root, category=None, seed=0, **options: load_mvtec(root, category, **options))
+LAYOUTS.register("ksdd2")(lambda root, category=None, seed=0, **options: load_ksdd2(root, **options))
+LAYOUTS.register("mtd")(lambda root, category=None, seed=0, **options: load_mtd(root, seed=seed, **options))
+LAYOUTS.register("folder")(lambda root, category=None, seed=0, **options: load_folder(root, seed=seed, **options))

@@ -134,6 +134,12 @@ class PatchFeatureExtractor(FrozenBackbone):
     def layer_channels(self) -> list[int]:
         return self.channels
 
+    def metadata(self) -> dict:
+        """What a memory bank of these features records, so a bank is never searched with other features."""
+        cfg = self.config
+        return {"backbone": cfg.backbone, "layers": list(cfg.resolved_layers), "image_size": cfg.image_size,
+                "projection_dim": cfg.projection_dim, "weights": self.weights_source.kind}
+
     @torch.no_grad()
     def forward(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Patch features ``(N, h, w, C)`` for a batch of images at ``image_size``."""

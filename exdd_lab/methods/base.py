@@ -1,16 +1,18 @@
 """What every method looks like from outside: ``fit(train)`` and ``predict(samples) -> Prediction``.
 
 Notebooks, the CLI and the analysis treat PatchCore, ExDD and the student-teacher alike through
-this interface. Taught in ``notebooks/02_negative_only_baselines.ipynb``.
+:class:`Detector`; the optional hooks below are every other thing the kit asks of a method (saving,
+alternative maps, explanations, synthetic defects), each checked with ``isinstance``. Taught in ``notebooks/02_negative_only_baselines.ipynb``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from exdd_lab.data.records import Sample
+from exdd_lab.data.records import DefectDataset, Sample
 
 
 @dataclass
@@ -30,7 +32,10 @@ class Prediction:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@runtime_checkable
 class Detector(Protocol):
+    """What every method is: a name, ``fit`` on training normals, ``predict`` maps and scores, ``describe`` its settings."""
+
     name: str
 
     def fit(self, train: Sequence[Sample], progress: bool = False) -> Detector: ...
@@ -38,3 +43,47 @@ class Detector(Protocol):
     def predict(self, samples: Sequence[Sample], progress: bool = False, keep_maps: bool = True) -> Prediction: ...
 
     def describe(self) -> dict: ...
+
+
+# Optional hooks: a method has them when it can do the job; the kit asks with ``isinstance(method, Hook)``.
+@runtime_checkable
+class Savable(Protocol):
+    """A fitted detector written to a new folder atomically (``exdd-lab evaluate --save-model``) and read back
+    with the class's ``load(folder)`` (``exdd-lab score``)."""
+
+    def save(self, folder: str | Path) -> Path: ...
+
+    def load(folder: str | Path) -> Detector: ...
+
+
+@runtime_checkable
+class HasAlternatives(Protocol):
+    """Several maps from one run (the student-teacher's head and discrepancy): ``metrics.json`` reports each
+    under its name as a prefix."""
+
+    def alternative_predictions(self, prediction: Prediction) -> dict[str, Prediction]: ...
+
+
+@runtime_checkable
+class Explainable(Protocol):
+    """The maps a score is made of, for one image (ExDD's ``d_neg``, ``d_pos`` and their ratio)."""
+
+    def explain(self, sample: Sample) -> dict: ...
+
+
+@runtime_checkable
+class UsesSyntheticDefects(Protocol):
+    """Learns from synthetic defects: ``synthesis_info`` (generator, count, time) goes into ``metrics.json``."""
+
+    synthesis_info: dict
+
+
+@runtime_checkable
+class TrainsOnDefects(Protocol):
+    """Makes (or is given) its own synthetic defect set; ``compare`` shares it with ExDD's positive bank."""
+
+    def training_defects(self, train: Sequence[Sample], progress: bool = False) -> DefectDataset: ...
+
+
+#: Every optional hook, for the test that each method declares what it has.
+OPTIONAL_HOOKS = (Savable, HasAlternatives, Explainable, UsesSyntheticDefects, TrainsOnDefects)

@@ -22,20 +22,21 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
+from exdd_lab.components.registry import Registry
 from exdd_lab.coreset import DEFAULT_PROJECTION, coreset_size, greedy_coreset
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import ExddError, SettingsError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
-from exdd_lab.methods.persistence import check_format, format_header, settings_from_saved
+from exdd_lab.methods.persistence import check_format, format_header, new_detector_folder, settings_from_saved
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.patch_sources import PatchSources
 from exdd_lab.positive_patches import POSITIVE_PATCHES, positive_patches
@@ -43,12 +44,16 @@ from exdd_lab.ratio import (
     NormalStatistics, bank_support, exdd_image_score, gated_scores, neighbourhood_weights, normal_statistics, ratio_scores,
     typical_worst_patch,
 )
-from exdd_lab.scoring import anomaly_maps, max_patch_score, max_score
-from exdd_lab.storage import atomic_directory, atomic_write
+from exdd_lab.scoring import ImageScore, anomaly_maps, max_score, score_map_max, score_max_patch
+from exdd_lab.storage import atomic_write
 
-VARIANTS = ("negative", "positive", "ratio", "ratio_na", "gated")
-SCORES = ("gated", "ratio_na", "ratio")  # the map a detector predicts: the kit's default, then ExDD's published two
-IMAGE_SCORES = ("max_patch", "max", "exdd")
+#: Patch scores from the two banks' distances (``ExddSettings.score`` picks the detector's map): the kit's
+#: default, ExDD's published two, then the single-bank references. Registered below.
+VARIANTS: Registry[Callable] = Registry("ExDD score")
+#: ExDD's image scores (``ExddSettings.image_score``); "exdd" is registered below.
+IMAGE_SCORES: Registry[ImageScore] = Registry("ExDD image score")
+IMAGE_SCORES.register("max_patch")(score_max_patch)
+IMAGE_SCORES.register("max")(score_map_max)
 
 
 @dataclass
@@ -90,11 +95,9 @@ class ExDD:
                  defects: Sequence[Sample] = (), extractor: PatchFeatureExtractor | None = None) -> None:
         self.settings = settings or ExddSettings()
         st = self.settings
-        if st.image_score not in IMAGE_SCORES:
-            raise SettingsError(f"unknown ExDD image score {st.image_score!r}", f"use one of {', '.join(IMAGE_SCORES)}")
+        IMAGE_SCORES.check(st.image_score)
+        VARIANTS.check(st.score)
         POSITIVE_PATCHES.check(st.positive_patches)
-        if st.score not in SCORES:
-            raise SettingsError(f"unknown ExDD score {st.score!r}", f"use one of {', '.join(SCORES)} (gated is the default)")
         if (st.score == "ratio_na" or st.image_score == "exdd") and not st.neighbourhood_aware:
             raise SettingsError(f"score {st.score!r} / image score {st.image_score!r} need the neighbourhood weights",
                                 "keep neighbourhood_aware=True, or use score='ratio' or 'gated'")
@@ -120,9 +123,7 @@ class ExDD:
         return self.settings.temperature or math.sqrt(self.extractor.feature_dim)
 
     def feature_metadata(self) -> dict:
-        cfg = self.extractor.config
-        return {"backbone": cfg.backbone, "layers": list(cfg.resolved_layers), "image_size": cfg.image_size,
-                "projection_dim": cfg.projection_dim, "weights": self.extractor.weights_source.kind}
+        return self.extractor.metadata()
 
     def fit(self, train: Sequence[Sample], progress: bool = False) -> ExDD:
         """Negative bank from ``train`` (normal images), positive bank from ``self.defects``."""
@@ -237,14 +238,10 @@ class ExDD:
         ratio = variant_grid(extra, st.score, st.eps, self.normal_stats, st.strength).astype(np.float32)
         size = self.extractor.config.image_size
         maps = anomaly_maps(ratio, size, st.sigma) if len(ratio) else np.zeros((0, size, size), np.float32)
-        if st.image_score == "max_patch":
-            scores = max_patch_score(ratio) if len(ratio) else np.zeros(0)
-        elif st.image_score == "max":
-            scores = max_score(maps) if len(maps) else np.zeros(0)
-        else:  # "exdd": the published bank-ratio score; the map's maximum is kept beside it
-            extra["max_map_score"] = max_score(maps) if len(maps) else np.zeros(0)
-            scores = exdd_image_score(extra["d_neg"].reshape(len(ratio), -1), extra["d_pos"].reshape(len(ratio), -1),
-                                      extra["w_neg"].reshape(len(ratio), -1), extra["w_pos"].reshape(len(ratio), -1), st.eps)
+        map_max = max_score(maps) if len(maps) else np.zeros(0)
+        scores = IMAGE_SCORES[st.image_score](ratio, map_max, extra, st) if len(ratio) else np.zeros(0)
+        if st.image_score != "max":
+            extra["max_map_score"] = map_max  # the map's maximum, kept beside the chosen score
         return Prediction(maps if keep_maps else np.zeros((0, size, size), np.float32), scores, ratio, extra)
 
     def predict_negative(self, samples: Sequence[Sample]) -> np.ndarray:
@@ -287,12 +284,7 @@ class ExDD:
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
         """Both banks, their sources and the settings, written as one folder atomically (no pickle)."""
-        folder = Path(folder)
-        if folder.exists():
-            raise ExddError(f"{folder} already exists", "save to a new folder (detectors are never overwritten in place)")
-        if self.negative is None:
-            raise RuntimeError("call fit() before save()")
-        with atomic_directory(folder) as tmp:
+        with new_detector_folder(folder, fitted=self.negative is not None) as tmp:
             self.negative.save(tmp / "negative")
             self.positive.save(tmp / "positive")
             with atomic_write(tmp / "sources.safetensors") as handle:
@@ -303,7 +295,7 @@ class ExDD:
                 "metadata": self.feature_metadata(), "train_paths": self.train_paths,
                 "normal_stats": self.normal_stats.to_dict() if self.normal_stats else None,
                 "defects": [s.to_dict() for s in self.defects]}, indent=2, default=str))
-        return folder
+        return Path(folder)
 
     @classmethod
     def load(cls, folder: str | Path, extractor: PatchFeatureExtractor | None = None) -> ExDD:
@@ -346,22 +338,45 @@ class ExDD:
 
 def variant_grid(extra: dict[str, np.ndarray], variant: str, eps: float = 1e-3, stats: NormalStatistics | None = None,
                  strength: float = 1.0) -> np.ndarray:
-    """Patch-score grids of one scoring variant from a prediction's ``extra``.
+    """Patch-score grids of one scoring variant (a name of :data:`VARIANTS`) from a prediction's ``extra``."""
+    return VARIANTS[variant](extra, eps, stats, strength)
 
-    ``negative``: ``d_neg`` (PatchCore); ``positive``: ``-d_pos`` (closeness to known defects alone);
-    ``ratio``: ``d_neg / (d_pos + eps)``; ``ratio_na``: the neighbourhood-aware ratio (ExDD's published
-    score); ``gated``: :func:`~exdd_lab.ratio.gated_scores` with the detector's ``normal_stats``.
-    """
-    if variant == "gated":
-        if stats is None:
-            raise ValueError("the gated variant needs the detector's normal_stats (set by fit)")
-        return gated_scores(extra["d_neg"], extra["d_pos"], stats, strength)
-    if variant == "negative":
-        return extra["d_neg"]
-    if variant == "positive":
-        return -extra["d_pos"]
-    if variant == "ratio":
-        return ratio_scores(extra["d_neg"], extra["d_pos"], eps)
-    if variant == "ratio_na":
-        return ratio_scores(extra["w_neg"] * extra["d_neg"], extra["w_pos"] * extra["d_pos"], eps)
-    raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+
+@VARIANTS.register("gated")
+def gated_variant(extra: dict, eps: float, stats: NormalStatistics | None, strength: float) -> np.ndarray:
+    """:func:`~exdd_lab.ratio.gated_scores` with the detector's ``normal_stats`` (the kit's default)."""
+    if stats is None:
+        raise ValueError("the gated variant needs the detector's normal_stats (set by fit)")
+    return gated_scores(extra["d_neg"], extra["d_pos"], stats, strength)
+
+
+@VARIANTS.register("ratio_na")
+def ratio_na_variant(extra: dict, eps: float, stats: NormalStatistics | None, strength: float) -> np.ndarray:
+    """The neighbourhood-aware ratio, ExDD's published score."""
+    return ratio_scores(extra["w_neg"] * extra["d_neg"], extra["w_pos"] * extra["d_pos"], eps)
+
+
+@VARIANTS.register("ratio")
+def ratio_variant(extra: dict, eps: float, stats: NormalStatistics | None, strength: float) -> np.ndarray:
+    """``d_neg / (d_pos + eps)``."""
+    return ratio_scores(extra["d_neg"], extra["d_pos"], eps)
+
+
+@VARIANTS.register("negative")
+def negative_variant(extra: dict, eps: float, stats: NormalStatistics | None, strength: float) -> np.ndarray:
+    """``d_neg``: PatchCore's patch score."""
+    return extra["d_neg"]
+
+
+@VARIANTS.register("positive")
+def positive_variant(extra: dict, eps: float, stats: NormalStatistics | None, strength: float) -> np.ndarray:
+    """``-d_pos``: closeness to known defects alone."""
+    return -extra["d_pos"]
+
+
+@IMAGE_SCORES.register("exdd")
+def score_exdd(patch_grid: np.ndarray, map_max: np.ndarray, extra: dict, settings: ExddSettings) -> np.ndarray:
+    """ExDD's published image score: the bank-distance ratio of the worst patches (:func:`~exdd_lab.ratio.exdd_image_score`)."""
+    n = len(patch_grid)
+    return exdd_image_score(extra["d_neg"].reshape(n, -1), extra["d_pos"].reshape(n, -1),
+                            extra["w_neg"].reshape(n, -1), extra["w_pos"].reshape(n, -1), settings.eps)

@@ -21,10 +21,20 @@ from exdd_lab.errors import DatasetError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
-from exdd_lab.scoring import anomaly_maps, max_score, reweighting_factor
+from exdd_lab.components.registry import Registry
+from exdd_lab.scoring import ImageScore, anomaly_maps, max_score, reweighting_factor, score_map_max, score_max_patch
 
 
-IMAGE_SCORES = ("max", "max_patch", "reweighted")
+#: PatchCore's image scores (``PatchCoreSettings.image_score``); the first is the default.
+IMAGE_SCORES: Registry[ImageScore] = Registry("PatchCore image score")
+IMAGE_SCORES.register("max_patch")(score_max_patch)
+IMAGE_SCORES.register("max")(score_map_max)
+
+
+@IMAGE_SCORES.register("reweighted")
+def score_reweighted(patch_grid: np.ndarray, map_max: np.ndarray, extra: dict, settings: PatchCoreSettings) -> np.ndarray:
+    """s* times the paper's Eq. 7 weight; the weight needs the bank, so predict computes it during the search."""
+    return extra["reweighted"]
 
 
 @dataclass
@@ -55,17 +65,14 @@ class PatchCore:
                  extractor: PatchFeatureExtractor | None = None) -> None:
         self.settings = settings or PatchCoreSettings()
         CORESET_METHODS.check(self.settings.coreset_method)
-        if self.settings.image_score not in IMAGE_SCORES:
-            raise ValueError(f"image_score must be one of {IMAGE_SCORES}, not {self.settings.image_score!r}")
+        IMAGE_SCORES.check(self.settings.image_score)
         self.extractor = extractor or PatchFeatureExtractor(features or FeatureConfig())
         self.bank: MemoryBank | None = None
         self.bank_positions: np.ndarray | None = None  # (M,) position of each bank item: image * h * w + patch
         self.train_paths: list = []
 
     def feature_metadata(self) -> dict:
-        cfg = self.extractor.config
-        return {"backbone": cfg.backbone, "layers": list(cfg.resolved_layers), "image_size": cfg.image_size,
-                "projection_dim": cfg.projection_dim, "weights": self.extractor.weights_source.kind}
+        return self.extractor.metadata()
 
     def _groups(self, samples: Sequence[Sample], size: int) -> list[list]:
         paths = [s.image_path for s in samples]
@@ -119,10 +126,10 @@ class PatchCore:
             if keep_maps:
                 maps[start : start + 64] = part
         extra = {"nn_index": nn_index}
+        image_scores = IMAGE_SCORES[self.settings.image_score](patch_scores, scores, {"reweighted": reweighted}, self.settings)
         if self.settings.image_score != "max":
-            extra["max_map_score"] = scores
-            scores = reweighted if self.settings.image_score == "reweighted" else patch_scores.reshape(len(samples), -1).max(1)
-        return Prediction(maps, scores, patch_scores, extra)
+            extra["max_map_score"] = scores  # the map's maximum, kept beside the chosen score
+        return Prediction(maps, image_scores, patch_scores, extra)
 
     def reweighted_scores(self, feats, patch_scores: np.ndarray, nn_index: np.ndarray) -> np.ndarray:
         """Eq. 7 of PatchCore on the most anomalous patch of each image."""

@@ -28,6 +28,18 @@ def _package_version() -> str:
         return "unknown"
 
 
+def new_detector_folder(folder: str | Path, fitted: bool):
+    """``atomic_directory`` for a detector about to be saved: never over an existing folder, never unfitted."""
+    from exdd_lab.storage import atomic_directory
+
+    folder = Path(folder)
+    if folder.exists():
+        raise ExddError(f"{folder} already exists", "save to a new folder (detectors are never overwritten in place)")
+    if not fitted:
+        raise RuntimeError("call fit() before save()")
+    return atomic_directory(folder)
+
+
 def format_header(method: str) -> dict:
     """The fields every saved detector's JSON starts with."""
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "exdd_lab_version": _package_version(), "method": method}

@@ -1,11 +1,33 @@
-"""Method names for the command line: ``--method NAME`` builds a detector from common options."""
+"""Methods by name: ``--method NAME`` builds a detector from common options, and ``load_detector`` reads a saved one.
+
+Adding a method: a module in ``exdd_lab/methods/`` with a class that satisfies
+:class:`~exdd_lab.methods.base.Detector`, and one ``@METHODS.register`` entry here (its builder from
+command-line options and, when it can be saved, the file its folder holds and its loader). The command
+line's ``--method`` and ``--methods`` choices follow from this registry.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+from exdd_lab.components.registry import Registry
+from exdd_lab.errors import ExddError
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.base import Detector
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """How to build a method from options, and how to read it back when it can be saved."""
+
+    build: Callable[[FeatureConfig, dict], Detector]
+    saved_as: str | None = None  # the file that marks a saved detector's folder
+    load: Callable[[Path], Detector] | None = None
+
+
+METHODS: Registry[MethodEntry] = Registry("method")
 
 
 def build_patchcore(features: FeatureConfig, options: dict) -> Detector:
@@ -29,6 +51,12 @@ def build_exdd(features: FeatureConfig, options: dict) -> Detector:
     return detector
 
 
+def load_exdd(folder: Path) -> Detector:
+    from exdd_lab.methods.exdd import ExDD
+
+    return ExDD.load(folder)
+
+
 def build_student_teacher(features: FeatureConfig, options: dict) -> Detector:
     from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings
     from exdd_lab.student_teacher import StudentTeacherConfig
@@ -38,37 +66,35 @@ def build_student_teacher(features: FeatureConfig, options: dict) -> Detector:
                                   epochs=options.get("epochs") or defaults.epochs, seed=options.get("seed", 0))
     settings = StudentTeacherSettings(generator=options.get("generator", "ddpm"),
                                       n_synthetic=options.get("n_synthetic") or StudentTeacherSettings.n_synthetic,
+                                      ddpm_steps=options.get("ddpm_steps") or StudentTeacherSettings.ddpm_steps,
                                       model_dir=options.get("model_dir"), map_source=options.get("map_source", StudentTeacherSettings.map_source),
                                       sigma=options.get("sigma", 4.0))
     return StudentTeacher(config, settings, defects=options.get("defect_set"))
 
 
-METHODS: dict[str, Callable[[FeatureConfig, dict], Detector]] = {
-    "patchcore": build_patchcore, "exdd": build_exdd, "student-teacher": build_student_teacher}
+def load_student_teacher(folder: Path) -> Detector:
+    from exdd_lab.methods.student_teacher import StudentTeacher
+
+    return StudentTeacher.load(folder)
 
 
-def load_detector(folder) -> Detector:
-    """A detector saved with ``save(folder)`` (ExDD or student-teacher), whichever the folder holds."""
-    from pathlib import Path
+METHODS.register("patchcore")(MethodEntry(build_patchcore))
+METHODS.register("exdd")(MethodEntry(build_exdd, "exdd.json", load_exdd))
+METHODS.register("student-teacher")(MethodEntry(build_student_teacher, "student_teacher.json", load_student_teacher))
 
-    from exdd_lab.errors import ExddError
 
+def load_detector(folder: str | Path) -> Detector:
+    """A detector saved with ``save(folder)``, whichever method's file the folder holds."""
     folder = Path(folder)
-    if (folder / "exdd.json").is_file():
-        from exdd_lab.methods.exdd import ExDD
-
-        return ExDD.load(folder)
-    if (folder / "student_teacher.json").is_file():
-        from exdd_lab.methods.student_teacher import StudentTeacher
-
-        return StudentTeacher.load(folder)
-    raise ExddError(f"{folder} holds no saved detector (neither exdd.json nor student_teacher.json)",
-                    "save one with `exdd-lab evaluate --method exdd|student-teacher --save-model DIR`")
+    for name, entry in METHODS.items():
+        if entry.saved_as and (folder / entry.saved_as).is_file():
+            return entry.load(folder)
+    files = " nor ".join(entry.saved_as for _, entry in METHODS.items() if entry.saved_as)
+    savable = "|".join(name for name, entry in METHODS.items() if entry.saved_as)
+    raise ExddError(f"{folder} holds no saved detector (neither {files})",
+                    f"save one with `exdd-lab evaluate --method {savable} --save-model DIR`")
 
 
 def build_method(name: str, features: FeatureConfig, options: dict) -> Detector:
-    if name not in METHODS:
-        from exdd_lab.errors import ExddError
-
-        raise ExddError(f"unknown method {name!r}", f"choose one of {', '.join(sorted(METHODS))}")
-    return METHODS[name](features, options)
+    """The named method (a name of :data:`METHODS`), built from command-line style ``options``."""
+    return METHODS[name].build(features, options)

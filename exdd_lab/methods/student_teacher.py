@@ -15,26 +15,39 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
+from exdd_lab.components.registry import Registry
 from exdd_lab.data.imageio import load_image
 from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.errors import DatasetError, ExddError
 from exdd_lab.methods.base import Prediction
-from exdd_lab.methods.persistence import check_format, format_header, settings_from_saved
+from exdd_lab.methods.persistence import check_format, format_header, new_detector_folder, settings_from_saved
 from exdd_lab.scoring import anomaly_maps, top_k_mean
-from exdd_lab.storage import atomic_directory, atomic_write, cache_root, file_digest, stable_hash
-from exdd_lab.student_teacher.inference import anomaly_grids
+from exdd_lab.storage import atomic_write, cache_root, file_digest, stable_hash
+from exdd_lab.student_teacher.inference import StudentTeacherGrids, anomaly_grids
 from exdd_lab.student_teacher.network import Teacher
 from exdd_lab.student_teacher.training import (
     StudentTeacherConfig, StudentTeacherModel, build_networks, build_training_data, load_checkpoint, total_steps,
     train_student_teacher, training_image_count,
 )
 
-MAP_SOURCES = ("head", "discrepancy")
+#: Which student-teacher output is *the* map (``StudentTeacherSettings.map_source``); both are always kept.
+MAP_SOURCES: Registry[Callable[[StudentTeacherGrids], np.ndarray]] = Registry("student-teacher map source")
+
+
+@MAP_SOURCES.register("head")
+def head_map(grids: StudentTeacherGrids) -> np.ndarray:
+    """DeSTSeg's segmentation head: the predicted defect probability, trained on the synthetic masks."""
+    return grids.head
+
+
+@MAP_SOURCES.register("discrepancy")
+def discrepancy_map(grids: StudentTeacherGrids) -> np.ndarray:
+    """The label-free ``1 - cos`` between student and teacher, averaged over the scales (the default)."""
+    return grids.discrepancy
 
 
 @dataclass
@@ -68,9 +81,7 @@ class StudentTeacher:
                  defects: DefectDataset | None = None, teacher: Teacher | None = None) -> None:
         self.config = config or StudentTeacherConfig()
         self.settings = settings or StudentTeacherSettings()
-        if self.settings.map_source not in MAP_SOURCES:
-            raise ExddError(f"map_source must be one of {MAP_SOURCES}, not {self.settings.map_source!r}",
-                            "head: the segmentation head's map; discrepancy: the raw 1 - cos map")
+        MAP_SOURCES.check(self.settings.map_source)
         self.teacher = teacher or Teacher(self.config.backbone, self.config.weights, self.config.teacher_layers)
         self.defects = defects
         self.model: StudentTeacherModel | None = None
@@ -132,12 +143,12 @@ class StudentTeacher:
         if self.model is None:
             raise RuntimeError("call fit() before predict()")
         size, bs = self.config.image_size, self.settings.batch_size
-        grids: dict[str, list[np.ndarray]] = {"head": [], "discrepancy": []}
+        grids: dict[str, list[np.ndarray]] = {source: [] for source in MAP_SOURCES}
         for start in tqdm(range(0, len(samples), bs), desc="predict", disable=not progress):
             images = np.stack([load_image(s.image_path, size=size) for s in samples[start : start + bs]])
             g = anomaly_grids(self.teacher, self.model.student, self.model.head, images, self.config.head_input)
-            grids["head"].append(g.head)
-            grids["discrepancy"].append(g.discrepancy)
+            for source, pick in MAP_SOURCES.items():
+                grids[source].append(pick(g))
         extra: dict[str, np.ndarray] = {}
         chosen_maps = None
         for source in MAP_SOURCES:
@@ -165,13 +176,11 @@ class StudentTeacher:
         from safetensors.torch import save
 
         folder = Path(folder)
-        if folder.exists():
-            raise ExddError(f"{folder} already exists", "save to a new folder (detectors are never overwritten in place)")
         if self.model is None:
             raise RuntimeError("call fit() before save()")
         tensors = {f"student.{k}": v.contiguous() for k, v in self.model.student.state_dict().items()}
         tensors |= {f"head.{k}": v.contiguous() for k, v in self.model.head.state_dict().items()}
-        with atomic_directory(folder) as tmp:
+        with new_detector_folder(folder, fitted=True) as tmp:
             with atomic_write(tmp / "weights.safetensors") as handle:
                 handle.write(save(tensors))
             (tmp / "student_teacher.json").write_text(json.dumps({

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from exdd_lab.components.checkpoints import Checkpointer
+from exdd_lab.components.checkpoints import Checkpointer, SavedConfig
 from exdd_lab.components.device import pick_device
 from exdd_lab.data.imageio import load_image, sample_mask
 from exdd_lab.data.records import DefectDataset, Sample
@@ -40,7 +40,7 @@ from exdd_lab.student_teacher.network import (
 
 
 @dataclass(frozen=True)
-class StudentTeacherConfig:
+class StudentTeacherConfig(SavedConfig):
     """Networks and training budget. The defaults train in about 5 minutes on two CPU cores (MTD, 256 px: 400 normals + 200 defects)."""
 
     backbone: str = DEFAULT_BACKBONE
@@ -65,16 +65,6 @@ class StudentTeacherConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "teacher_layers", tuple(self.teacher_layers))  # a list from JSON compares equal
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["teacher_layers"] = list(self.teacher_layers)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StudentTeacherConfig:
-        d = dict(d)
-        d["teacher_layers"] = tuple(d["teacher_layers"])
-        return cls(**d)
 
 
 @dataclass

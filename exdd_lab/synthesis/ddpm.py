@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from exdd_lab.components.checkpoints import STATE_FILE, Checkpointer
+from exdd_lab.components.checkpoints import STATE_FILE, Checkpointer, SavedConfig
 from exdd_lab.components.device import pick_device
 from exdd_lab.data.imageio import load_image
 from exdd_lab.errors import ExddError
@@ -36,7 +36,7 @@ from exdd_lab.storage import cache_root, file_digest, stable_hash
 
 
 @dataclass(frozen=True)
-class DdpmConfig:
+class DdpmConfig(SavedConfig):
     """Model size and training budget. The defaults train in minutes on two CPU cores."""
 
     resolution: int = 32  # training crop size (pixels)
@@ -50,16 +50,6 @@ class DdpmConfig:
     checkpoint_every: int = 250
     seed: int = 0
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["block_out_channels"] = list(self.block_out_channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DdpmConfig:
-        d = dict(d)
-        d["block_out_channels"] = tuple(d["block_out_channels"])
-        return cls(**d)
 
 
 def build_unet(config: DdpmConfig):

@@ -176,7 +176,8 @@ def _read_defects(folder: Path) -> list[SyntheticDefect]:
 
 
 def _first(ds: DefectDataset, n: int) -> DefectDataset:
-    test = ds.test[:n]
-    sources = {str(s.image_path) for s in test}
-    return DefectDataset(ds.name, ds.root, ds.layout, [s for s in ds.train if str(s.image_path) in sources] or ds.train,
-                         test, {}, dict(ds.split_info, n=n))
+    """The first ``n`` defects of a loaded set, with only the normal images they were made from as ``train``."""
+    records = ds.split_info.get("records", [])[:n]
+    sources = {str(r["source"]) for r in records if r.get("source")}
+    return DefectDataset(ds.name, ds.root, ds.layout, [s for s in ds.train if str(s.image_path) in sources],
+                         ds.test[:n], {}, dict(ds.split_info, n=n, records=records))
