@@ -13,9 +13,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from exdd_lab.references import (  # noqa: F401 (compare_metrics, load_references re-exported)
-    REFERENCE_FILE, build_references, compare_metrics, load_references, load_spread_runs,
-)
+from exdd_lab.references import REFERENCE_FILE, build_references, load_spread_runs
 from exdd_lab.storage import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

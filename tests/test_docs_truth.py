@@ -4,10 +4,12 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from exdd_lab.cli import build_parser
 from exdd_lab.data import load_dataset
 from exdd_lab.data.imageio import IMAGE_SUFFIXES
+from exdd_lab.errors import DatasetError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,3 +52,15 @@ def test_image_formats_are_those_pillow_opens():
     for fmt in ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM", "GIF"):
         assert any(Image.registered_extensions()[ext] == fmt for ext in IMAGE_SUFFIXES), fmt
     assert "any format Pillow reads" not in (REPO / "datasets.md").read_text()
+
+
+def test_every_registered_layout_is_documented_and_offered():
+    from exdd_lab.cli import LAYOUT_CHOICES
+    from exdd_lab.data.layouts import LAYOUTS
+
+    text = (REPO / "datasets.md").read_text()
+    assert LAYOUT_CHOICES == ("procedural", *LAYOUTS.names()) and len(LAYOUTS) >= 4
+    for name in LAYOUT_CHOICES:
+        assert f'(`layout = "{name}"`)' in text, f"datasets.md has no section for layout {name!r}"
+    with pytest.raises(DatasetError, match="(?s)unknown layout 'voc'.*mvtec, ksdd2, mtd, folder.*datasets.md"):
+        load_dataset("somewhere", "voc")

@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from exdd_lab.notebooks import NOTEBOOKS_DIR, compare_metrics, execute_notebook, list_notebooks, load_references, reference_runs
+from exdd_lab.notebooks import NOTEBOOKS_DIR, execute_notebook, list_notebooks, reference_runs
+from exdd_lab.references import compare_metrics, load_references
 from exdd_lab.numerics import harness_environment
 
 RUNS = reference_runs()

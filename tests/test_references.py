@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from exdd_lab.metrics import auroc, average_precision, f1_max
-from exdd_lab.notebooks import load_references
-from exdd_lab.references import (build_references, chance_bound, compare_metrics, is_quality_metric,
+from exdd_lab.references import (build_references, chance_bound, compare_metrics, is_quality_metric, load_references,
                                  load_spread_runs, random_score_quantile, reference_entry, spread_table)
 
 SPLIT = {"n_test_defect": 40, "n_test_good": 20}

@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-
 from tqdm.auto import tqdm
 
+from exdd_lab.components.registry import Registry
 from exdd_lab.coreset import CORESET_METHODS, DEFAULT_PROJECTION, coreset_size
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import DatasetError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
-from exdd_lab.components.registry import Registry
 from exdd_lab.scoring import ImageScore, anomaly_maps, max_score, reweighting_factor, score_map_max, score_max_patch
 
 
