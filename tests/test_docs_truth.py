@@ -64,3 +64,21 @@ def test_every_registered_layout_is_documented_and_offered():
         assert f'(`layout = "{name}"`)' in text, f"datasets.md has no section for layout {name!r}"
     with pytest.raises(DatasetError, match="(?s)unknown layout 'voc'.*mvtec, ksdd2, mtd, folder.*datasets.md"):
         load_dataset("somewhere", "voc")
+
+
+def test_readme_lists_exactly_the_registered_choices():
+    from exdd_lab.coreset import CORESET_METHODS
+    from exdd_lab.methods import exdd, patchcore, student_teacher
+    from exdd_lab.positive_patches import POSITIVE_PATCHES
+    from exdd_lab.synthesis.registry import GENERATORS
+
+    text = (REPO / "README.md").read_text()
+    registries = {"--coreset-method": CORESET_METHODS, "--image-score": patchcore.IMAGE_SCORES,
+                  "--exdd-score": exdd.VARIANTS, "--exdd-image-score": exdd.IMAGE_SCORES,
+                  "--positive-patches": POSITIVE_PATCHES, "--map-source": student_teacher.MAP_SOURCES,
+                  "--generator": GENERATORS}
+    for flag, registry in registries.items():
+        listed = [m.split("|") for m in re.findall(rf"\[{flag} ([\w|-]+)\]", text) if "|" in m]
+        assert listed, f"README lists no choices for {flag}"
+        for names in listed:
+            assert sorted(names) == sorted(registry.names()), f"README's {flag} choices {names} != {registry.names()}"
