@@ -58,7 +58,7 @@ def evaluate_prediction(dataset: DefectDataset, prediction: Prediction, image_si
             continue
         hist.add(sample_mask(s, image_size),
                  prediction.maps[i], NORMAL_GROUP if not s.is_defect else s.defect_type)
-    ev.pixel_auroc, ev.pixel_ap, ev.aupro = hist.metrics()
+    ev.set_pixels(hist.metrics())
     table = per_type_table(labels, prediction.scores, types, hist=hist)
     return ev.as_dict(), table
 

@@ -8,6 +8,7 @@ class only) are ``nan``, never a made-up number. Taught in ``notebooks/02_negati
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -85,6 +86,14 @@ DEFAULT_BINS = 1 << 18
 NORMAL_GROUP = "__normal__"
 
 
+class PixelMetrics(NamedTuple):
+    """The pixel-level numbers of one evaluation (a tuple, so ``auroc, ap, aupro = ...`` still reads)."""
+
+    pixel_auroc: float = float("nan")
+    pixel_ap: float = float("nan")
+    aupro: float = float("nan")
+
+
 class PixelHistogram:
     """Pixel metrics without sorting tens of millions of pixels: one pass, memory ``O(bins)``.
 
@@ -117,11 +126,11 @@ class PixelHistogram:
             g["overlap"] += np.bincount(idx[mask], weights=1.0 / sizes[lab[mask]], minlength=self.bins)
             g["regions"] += n
 
-    def metrics(self, groups: list[str] | None = None, fpr_limit: float = 0.3) -> tuple[float, float, float]:
+    def metrics(self, groups: list[str] | None = None, fpr_limit: float = 0.3) -> PixelMetrics:
         """``(pixel AUROC, pixel AP, AUPRO)`` over the chosen groups (all by default); ``nan`` where undefined."""
         chosen = [self.groups[g] for g in (groups if groups is not None else self.groups) if g in self.groups]
         if not chosen:
-            return float("nan"), float("nan"), float("nan")
+            return PixelMetrics()
         normal = sum(g["normal"] for g in chosen)[::-1]  # highest scores first
         defect = sum(g["defect"] for g in chosen)[::-1]
         overlap = sum(g["overlap"] for g in chosen)[::-1]
@@ -129,11 +138,11 @@ class PixelHistogram:
         occupied = (normal + defect) > 0
         fp, tp, ov = np.cumsum(normal)[occupied], np.cumsum(defect)[occupied], np.cumsum(overlap)[occupied]
         if tp.size == 0 or tp[-1] == 0 or fp[-1] == 0:
-            return float("nan"), float("nan"), float("nan")
+            return PixelMetrics()
         pixel_auroc, pixel_ap = _auroc_ap_from_counts(tp, fp)
         fpr = np.r_[0, fp] / fp[-1]
         pro = np.minimum(np.r_[0.0, ov] / regions, 1.0)
-        return pixel_auroc, pixel_ap, _area_to_limit(np.minimum(fpr, 1.0), pro, fpr_limit)
+        return PixelMetrics(pixel_auroc, pixel_ap, _area_to_limit(np.minimum(fpr, 1.0), pro, fpr_limit))
 
     def best_f1(self, groups: list[str] | None = None) -> tuple[float, float]:
         """The best pixel F1 over all bin thresholds, and that threshold (decision: ``map >= threshold``).
@@ -169,7 +178,7 @@ def pixel_histogram(masks: np.ndarray, maps: np.ndarray, groups: list[str] | Non
     return hist
 
 
-def pixel_metrics(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> tuple[float, float, float]:
+def pixel_metrics(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> PixelMetrics:
     """``(pixel AUROC, pixel AP, AUPRO)``. AUPRO is the area under the per-region-overlap curve up to
     ``fpr_limit`` false-positive rate, divided by it: each connected defect region (8-connectivity, per
     image) weighs equally, however large (Bergmann et al., MVTec AD); equal scores form one step, joined
@@ -191,7 +200,7 @@ def _area_to_limit(fpr: np.ndarray, pro: np.ndarray, limit: float) -> float:
 
 def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
     """AUPRO alone (see :func:`pixel_metrics`)."""
-    return pixel_metrics(masks, maps, fpr_limit)[2]
+    return pixel_metrics(masks, maps, fpr_limit).aupro
 
 
 @dataclass
@@ -208,6 +217,11 @@ class Evaluation:
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
+
+    def set_pixels(self, pixels: PixelMetrics) -> None:
+        """Take the pixel-level numbers (every field of :class:`PixelMetrics`)."""
+        for name, value in pixels._asdict().items():
+            setattr(self, name, value)
 
 
 def evaluate(
@@ -228,7 +242,7 @@ def evaluate(
         masks, maps = np.asarray(masks).astype(bool), np.asarray(maps, np.float32)
         if masks.shape != maps.shape:
             raise ValueError(f"masks {masks.shape} and anomaly maps {maps.shape} must have the same shape")
-        ev.pixel_auroc, ev.pixel_ap, ev.aupro = pixel_metrics(masks, maps, fpr_limit)
+        ev.set_pixels(pixel_metrics(masks, maps, fpr_limit))
     return ev
 
 
@@ -249,6 +263,6 @@ def per_type_table(labels, image_scores, defect_types, masks=None, maps=None, hi
         keep = (~labels) | (types == kind)
         ev = evaluate(labels[keep], np.asarray(image_scores)[keep])
         if hist is not None:
-            ev.pixel_auroc, ev.pixel_ap, ev.aupro = hist.metrics([NORMAL_GROUP, kind])
+            ev.set_pixels(hist.metrics([NORMAL_GROUP, kind]))
         rows.append({"defect_type": kind, "n_defect": int((types == kind).sum()), **ev.as_dict()})
     return pd.DataFrame(rows)
