@@ -64,7 +64,7 @@ def compared_methods(names: Sequence[str], features: FeatureConfig, train: Seque
                                         image_size=features.image_size, model_dir=options.get("model_dir"),
                                         progress=progress, ddpm_config=DdpmConfig(image_size=features.image_size, seed=seed))
         methods["exdd"] = build_method("exdd", features, dict(options, defects=list(defects.test[:exdd_defects])))
-    return {name: methods.get(name) or build_method(name, features, options) for name in names}
+    return {name: methods[name] if name in methods else build_method(name, features, options) for name in names}
 
 
 def compare_methods(methods: dict[str, Detector], dataset: DefectDataset, progress: bool = False) -> Comparison:
