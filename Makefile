@@ -31,7 +31,7 @@ run: setup
 test: test-main test-numerics
 
 test-main: setup
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --durations=15 $(PYTEST_ARGS)
 
 test-numerics: setup
 	EXDD_LAB_ISA=avx EXDD_LAB_THREADS=1 $(PY) -m pytest tests/test_notebooks.py -k "matches_reference and ($$($(PY) -c \
@@ -39,7 +39,7 @@ test-numerics: setup
 
 ## Unit tests only (seconds): skips notebook execution.
 test-fast: setup
-	$(PY) -m pytest tests -m "not notebooks" $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not notebooks and not browser" $(PYTEST_ARGS)
 
 ## Deliberately regenerate the notebook reference numbers and committed check outputs; review the diff.
 ## First measure the numeric paths (about 70 minutes on 2 cores; see README: notebook regression), then build.

@@ -21,6 +21,7 @@ from exdd_lab.plots_analysis import case_figure, figure_png, show_case_maps
 from exdd_lab.results import ResultSet
 
 HEADLESS_ENV = "EXDD_LAB_HEADLESS"
+CELL_STYLE = "padding: 2px 10px; text-align: left; border-bottom: 1px solid #ddd"
 
 
 def is_headless() -> bool:
@@ -87,9 +88,10 @@ class FailureBrowser:
             self.details.value = f"<p>No <b>{html.escape(kind)}</b> cases for {html.escape(who)} at this threshold.</p>"
             return
         image_id = self.current_image_id
-        self.position.value = f"{kind} case {self.index + 1} of {len(self.cases)} ({who})"
+        # the caption changes last: a person never reads "case 2" above the picture of case 1 while it renders
         self.picture.value = figure_png(case_figure(self.results, image_id, self.method.value, self.threshold.value))
         self.details.value = self.case_html(image_id)
+        self.position.value = f"{kind} case {self.index + 1} of {len(self.cases)} ({who})"
 
     def case_html(self, image_id: int) -> str:
         """The case's numbers: one row per method (score, rank, decision, outcome, pixel numbers)."""
@@ -102,7 +104,10 @@ class FailureBrowser:
         frame = rows[list(columns)].rename(columns=columns)
         head = (f"<p><b>{html.escape(str(sample['stem']))}</b> · {html.escape(str(sample['defect_type']))} · "
                 f"label {'defect' if sample['label'] else 'normal'} · {html.escape(str(sample['image_path']))}</p>")
-        return head + frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0)
+        table = frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0)
+        # inline cell styles: the widget shows raw HTML, so header and values would otherwise run together
+        return head + (table.replace('<tr style="text-align: right;">', "<tr>")
+                       .replace("<th>", f'<th style="{CELL_STYLE}">').replace("<td>", f'<td style="{CELL_STYLE}">'))
 
 
 def case_gallery(results: ResultSet, kinds: tuple[str, ...] = ("FN", "FP"), threshold: str = "f1", k: int = 3,

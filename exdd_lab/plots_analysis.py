@@ -154,8 +154,8 @@ def case_figure(results: ResultSet, image_id: int, highlight: str | None = None,
         row = table.loc[(method, image_id)]
         im = overlay_map(ax, image, results.scaled_map(method, image_id), mask)
         outcome = row.get(f"outcome_{threshold}")
-        ax.set_title(f"{method}: {row['score']:.3g} (rank {row['score_rank']:.2f})"
-                     + (f"\n{outcome}" if isinstance(outcome, str) else ""), fontsize=8,
+        ax.set_title(f"{method}\n{row['score']:.3g} · rank {row['score_rank']:.2f}"  # two lines: long method
+                     + (f" · {outcome}" if isinstance(outcome, str) else ""), fontsize=8,  # names must not overlap
                      fontweight="bold" if method == highlight else "normal")
     if im is not None:
         fig.colorbar(im, ax=list(axes[2:]), shrink=0.8, label="map / pixel threshold")

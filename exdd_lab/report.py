@@ -25,6 +25,7 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
 h1 { font-size: 1.6rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
 td, th { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+table.kv td { overflow-wrap: anywhere; } /* long paths and dicts wrap instead of widening the page */
 th { background: #f4f4f4; } .failed { color: #b00020; font-weight: bold; } .ok { color: #1b7f3b; }
 figure { margin: 1rem 0; } figcaption { font-size: .9rem; color: #555; } img { max-width: 100%; }
 code { background: #f4f4f4; padding: 0 .2rem; }
@@ -108,17 +109,18 @@ def write_report(run_dir: str | Path, summary: dict, log=print) -> Path:
         sections.append("<h2>All methods on one split</h2><p>From notebook 06 (same training normals, same test images; "
                         "thresholds: F1-optimal on the test split, and normal-only from held-out normals). "
                         "Per-image results: <code>06_failure_case_analysis.results.csv</code> / <code>.parquet</code>.</p>"
-                        + table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="–", border=0))
+                        # metric names may break after an underscore, so nine columns fit a laptop screen
+                        + table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="–", border=0).replace("_", "_<wbr>"))
     sections.append("<h2>Notebooks</h2><table><tr><th>notebook</th><th>status</th><th>seconds</th><th>executed</th>"
                     "<th>key numbers</th></tr>" + "".join(rows) + "</table>")
     if figure_blocks:
         sections.append("<h2>Key figures</h2>" + "".join(figure_blocks))
     dataset = summary.get("dataset", {})
-    sections.append("<h2>Dataset and split</h2><table>" + _rows({
+    sections.append("<h2>Dataset and split</h2><table class=\"kv\">" + _rows({
         "dataset": params["dataset"], "layout": params["layout"], "category": params.get("category") or "–",
         "image size": params["image_size"], **{k: v for k, v in dataset.items() if k != "name"},
         "small mode": "notebooks use seeded subsets (see each notebook's first cells)" if params["fast"] else "no"}) + "</table>")
-    sections.append("<h2>Environment</h2><table>" + _rows(env) + "</table>")
+    sections.append("<h2>Environment</h2><table class=\"kv\">" + _rows(env) + "</table>")
     page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>exdd_lab run {html.escape(run_dir.name)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
     target = run_dir / "report.html"

@@ -1,0 +1,253 @@
+"""What a person sees: notebook 06 run in a real JupyterLab by headless Chromium, and a run's report.html
+opened in Chromium from disk.
+
+The callback tests (tests/test_browser.py) drive the failure browser's Python objects; these drive the page a
+student looks at. Every step leaves a screenshot in ``$EXDD_LAB_SCREENSHOTS/<test>/`` (default
+``runs/browser-screenshots/<test>/``). Checks are on content — images decoded, controls present, the shown
+case and caption changing — never pixel goldens, which break across fonts. Select them with ``-m browser``;
+they skip, with the reason, where Chromium or Playwright is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from exdd_lab.browser import HEADLESS_ENV
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("EXDD_LAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+SHOT_ROOT = Path(os.environ.get("EXDD_LAB_SCREENSHOTS") or REPO / "runs" / "browser-screenshots")
+LAPTOP = {"width": 1366, "height": 900}
+NOTEBOOK = "06_failure_case_analysis.ipynb"
+WIDGET_FALLBACKS = ("Error displaying widget", "Loading widget", "Widget Javascript not detected")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not CHROMIUM:
+        pytest.skip("Chromium is not installed: `apt-get install chromium` (Debian), or point EXDD_LAB_CHROMIUM at one")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[dev]'")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+class Screenshots:
+    """Numbered screenshots of one test's steps in a folder named after it (emptied first)."""
+
+    def __init__(self, page, name: str) -> None:
+        self.page, self.folder, self.taken = page, SHOT_ROOT / name, []
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+
+    def take(self, step: str, full_page: bool = False, element=None) -> Path:
+        path = self.folder / f"{len(self.taken) + 1:02d}_{step}.png"
+        (element or self.page).screenshot(path=str(path), **({"full_page": True} if full_page else {}))
+        self.taken.append(path)
+        return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory):
+    """JupyterLab on a free local port with a random token, serving a copy of notebook 06; the kernel sees
+    the session's cache and metrics folder, and not the harness's headless flag (a person is at this one)."""
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copy(REPO / "notebooks" / NOTEBOOK, root / NOTEBOOK)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if k != HEADLESS_ENV}
+    config = root / ".jupyter-config"  # no user settings leak in; no "Jupyter news?" toast over the page
+    (config / "labconfig").mkdir(parents=True)
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    env["JUPYTER_CONFIG_DIR"] = str(config)
+    log = open(root / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail(f"JupyterLab did not start: {(root / 'jupyterlab.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield url, token, root
+    server.terminate()
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+def _wait_for(page, script: str, timeout_s: float, what: str):
+    """Poll a JavaScript expression until it is truthy; fail naming ``what`` otherwise."""
+    try:
+        page.wait_for_function(script, timeout=timeout_s * 1000, polling=500)
+    except Exception as exc:  # playwright's TimeoutError
+        raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}") from exc
+
+
+BROWSER_CAPTION = r"case \d+ of \d+|no \w+ cases"
+
+
+def _browser_state(page) -> dict:
+    """The failure browser as shown: its caption (the position label), the case details text, and the picture's
+    size and a fingerprint of its decoded pixels (a blob URL changes on every update, so it proves nothing)."""
+    return page.evaluate("""() => {
+        const next = [...document.querySelectorAll('.jupyter-widgets button')].find(b => b.textContent.includes('next'));
+        const root = next.closest('.widget-vbox');
+        const label = [...root.querySelectorAll('.widget-label')].map(e => e.textContent).find(t => /%s/.test(t));
+        const details = root.querySelector('.widget-html-content');
+        const img = root.querySelector('img');
+        let pixels = '';
+        if (img && img.naturalWidth) {
+            const canvas = document.createElement('canvas');
+            canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+            const ctx = canvas.getContext('2d'); ctx.drawImage(img, 0, 0);
+            const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+            let h = 0; for (let i = 0; i < data.length; i += 7) h = (h * 31 + data[i]) >>> 0;
+            pixels = canvas.width + 'x' + canvas.height + ':' + h;
+        }
+        return {caption: label || '', details: details ? details.textContent : '', width: img ? img.naturalWidth : 0,
+                pixels: pixels};
+    }""" % BROWSER_CAPTION)
+
+
+def _wait_for_case(page, caption: str, previous: dict) -> dict:
+    """Wait until the caption reads ``caption`` and the picture and details are no longer ``previous``'s."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        state = _browser_state(page)
+        if state["caption"].startswith(caption) and state["pixels"] != previous["pixels"] and state["details"] != previous["details"]:
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"the browser did not move to '{caption}' with a new picture: {_browser_state(page)}")
+
+
+def _click_in_browser(page, text: str) -> None:
+    page.locator(".widget-vbox", has=page.locator("button", has_text="next ▶")).last \
+        .locator("button", has_text=re.compile(rf"^\s*{re.escape(text)}\s*$")).first.click()
+
+
+def test_notebook_06_runs_in_jupyterlab_and_its_failure_browser_responds(jupyterlab, chromium):
+    url, token, root = jupyterlab
+    page = chromium.new_page(viewport=LAPTOP)
+    shots = Screenshots(page, "notebook06_jupyterlab")
+    page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
+    page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(timeout=120_000)
+    shots.take("opened")
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    _wait_for(page, """() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
+                               return p.length && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }""",
+              1200, "every cell of notebook 06 to finish")
+    page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(timeout=120_000)
+    shots.take("all_cells_ran")
+
+    # what the kernel did: the notebook saved from the page has no error output and every cell executed
+    page.keyboard.press("Control+s")
+    _wait_for(page, "() => !document.querySelector('.jp-mod-dirty')", 30, "the notebook to be saved")
+    saved = nbformat.read(str(root / NOTEBOOK), as_version=4)
+    code = [c for c in saved.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"cells failed in JupyterLab: {[e['ename'] + ': ' + e['evalue'] for e in errors]}"
+    assert all(c.execution_count for c in code), "a cell did not run"
+
+    # figures are rendered as decoded images, and the widget is a widget, not its fallback text
+    figures = page.eval_on_selector_all(".jp-OutputArea-output img", "es => es.map(e => e.naturalWidth)")
+    wanted = sum(c.source.startswith("# figure:") for c in code)
+    assert len(figures) >= wanted - 2 and all(w > 0 for w in figures), f"figures: {figures} (figure cells: {wanted})"
+    for fallback in WIDGET_FALLBACKS:
+        assert page.get_by_text(fallback).count() == 0, f"the widget shows '{fallback}'"
+    controls = page.locator(".widget-vbox", has=page.locator("button", has_text="next ▶")).last
+    controls.scroll_into_view_if_needed()
+    shots.take("failure_browser", element=controls)
+
+    # clicking through cases changes the picture, the details and the caption together
+    shown = _browser_state(page)
+    assert shown["width"] > 0 and re.search(BROWSER_CAPTION, shown["caption"]), shown
+    _click_in_browser(page, "TP")  # true positives: the longest list, so next/previous can move
+    first = _wait_for_case(page, "TP case 1 of", {"pixels": "", "details": ""})
+    assert int(re.match(r"TP case 1 of (\d+)", first["caption"]).group(1)) >= 2, first
+    assert "label defect" in first["details"]
+    shots.take("tp_case_1", element=controls)
+    _click_in_browser(page, "next ▶")
+    second = _wait_for_case(page, "TP case 2 of", first)
+    shots.take("tp_case_2", element=controls)
+    _click_in_browser(page, "◀ previous")
+    again = _wait_for_case(page, "TP case 1 of", second)
+    assert again["pixels"] == first["pixels"] and again["details"] == first["details"], "previous did not return"
+    shots.take("tp_case_1_again", element=controls)
+    _click_in_browser(page, "TN")  # the outcome filter: true negatives are normal images
+    filtered = _wait_for_case(page, "TN case 1 of", again)
+    assert "label normal" in filtered["details"], filtered
+    shots.take("tn_filter", element=controls)
+    page.close()
+
+
+def test_run_report_in_chromium(chromium, tmp_path):
+    from test_report import FIGURE, notebook
+
+    from exdd_lab.report import METRIC_COLUMNS
+    from exdd_lab.runner import run_notebooks
+
+    methods = ("import pandas as pd\nfrom exdd_lab.notebooks import artefact_dir, save_notebook_metrics\n"
+               f"columns = {METRIC_COLUMNS!r}\n"
+               "pd.DataFrame([[0.875] * len(columns), [0.5] * len(columns)], index=['patchcore', 'student-teacher'], "
+               "columns=columns).to_csv(artefact_dir(metrics_path) / '06_x.methods.csv')\n"
+               "save_notebook_metrics('06_x', {'answer': 42.0}, metrics_path)")
+    save = "from exdd_lab.notebooks import save_notebook_metrics\nsave_notebook_metrics('00_fig', {'seed_seen': seed}, metrics_path)"
+    books = [notebook(tmp_path / "00_fig.ipynb", (FIGURE, ["report"]),
+                      (FIGURE.replace("goes up", "is a second key figure"), ["report"]), (save, None)),
+             notebook(tmp_path / "01_methods.ipynb", (methods, None))]
+    run_dir, ok = run_notebooks(seed=0, fast=True, out_root=tmp_path / "runs", notebooks=books, log=lambda _: None)
+    assert ok
+    page = chromium.new_page(viewport=LAPTOP)
+    shots = Screenshots(page, "run_report")
+    page.goto((run_dir / "report.html").as_uri())
+    page.wait_for_load_state("load")
+    shots.take("report", full_page=True)
+    images = page.eval_on_selector_all("img", "es => es.map(e => [e.alt, e.naturalWidth])")
+    assert len(images) == 2 and all(width > 0 for _, width in images), images
+    headers = page.eval_on_selector_all("h2 + p + table th, h2 + p + table td", "es => es.map(e => e.textContent)")
+    assert "patchcore" in headers and "image_auroc" in headers and "0.875" in headers, headers
+    broken = page.evaluate("""() => [...document.querySelectorAll('h2 + p + table td')].filter(td => {
+        const range = document.createRange(); range.selectNodeContents(td);
+        return range.getClientRects().length > 1; }).map(td => td.textContent)""")
+    assert not broken, f"numbers wrapped over two lines in the methods table: {broken}"
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"report.html scrolls sideways by {overflow} px at {LAPTOP['width']} px"
+    links = page.eval_on_selector_all("a[href^='html/']", "es => es.map(e => e.getAttribute('href'))")
+    assert sorted(links) == ["html/00_fig.html", "html/01_methods.html"]
+    for href in links:
+        page.goto((run_dir / href).as_uri())
+        page.wait_for_load_state("load")
+        assert Path(href).stem in page.title() or Path(href).stem in page.inner_text("body")[:2000]
+        shots.take(f"linked_{Path(href).stem}")
+    page.close()
