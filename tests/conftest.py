@@ -90,3 +90,47 @@ def case(tmp_path, make_png):
     maps_b = np.stack([m.astype(np.float32) for m in masks])
     predictions = {"A": Prediction(maps_a, SCORES_A), "B": Prediction(maps_b, SCORES_B)}
     return samples, predictions
+
+
+# A run of the main job's runner over three tiny notebooks: one with a key figure, one writing notebook 06's
+# methods table (all the report's columns), one that fails. tests/test_report.py reads its files,
+# tests/test_real_browser.py opens its report.html in Chromium: one run serves both.
+REPORT_FIGURE = ("# figure: a line that goes up\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+                 "%matplotlib inline\nfig, ax = plt.subplots(); ax.plot([0, 1], [0, 1])")
+
+
+def write_notebook(path: Path, *cells: tuple[str, list[str] | None]) -> Path:
+    """A notebook with the harness's parameters cell, then ``(source, tags)`` code cells."""
+    import nbformat
+
+    params = nbformat.v4.new_code_cell('dataset = "procedural"\nseed = 0\nfast = True\nmetrics_path = ""')
+    params.metadata["tags"] = ["parameters"]
+    body = []
+    for source, tags in cells:
+        cell = nbformat.v4.new_code_cell(source)
+        if tags:
+            cell.metadata["tags"] = tags
+        body.append(cell)
+    nbformat.write(nbformat.v4.new_notebook(cells=[params, *body]), str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> tuple[Path, bool, list[str]]:
+    """``(run folder, all notebooks ok, the runner's log lines)``."""
+    from exdd_lab.report import METRIC_COLUMNS
+    from exdd_lab.runner import run_notebooks
+
+    folder = tmp_path_factory.mktemp("small-run")
+    methods = ("import pandas as pd\nfrom exdd_lab.notebooks import artefact_dir, save_notebook_metrics\n"
+               f"columns = {METRIC_COLUMNS!r}\n"
+               "pd.DataFrame([[0.875] * len(columns), [0.5] * len(columns)], index=['alpha-method', 'beta-method'], "
+               "columns=columns).to_csv(artefact_dir(metrics_path) / '06_x.methods.csv')\n"
+               "save_notebook_metrics('06_x', {'answer': 42.0}, metrics_path)")
+    save = "from exdd_lab.notebooks import save_notebook_metrics\nsave_notebook_metrics('00_fig', {'seed_seen': seed}, metrics_path)"
+    books = [write_notebook(folder / "00_fig.ipynb", (REPORT_FIGURE, ["report"]), ("print('not a key figure')", None), (save, None)),
+             write_notebook(folder / "01_methods.ipynb", (methods, None)),
+             write_notebook(folder / "02_bad.ipynb", ("raise ValueError('boom in cell')", None))]
+    lines: list[str] = []
+    run_dir, ok = run_notebooks(seed=3, fast=True, out_root=folder / "runs", notebooks=books, log=lines.append)
+    return run_dir, ok, lines

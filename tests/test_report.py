@@ -3,39 +3,13 @@ import json
 import re
 
 import nbformat
+from conftest import REPORT_FIGURE, write_notebook
 
 from exdd_lab.report import key_figures
-from exdd_lab.runner import run_notebooks
 
 
-def notebook(path, *cells):
-    params = nbformat.v4.new_code_cell('dataset = "procedural"\nseed = 0\nfast = True\nmetrics_path = ""')
-    params.metadata["tags"] = ["parameters"]
-    body = []
-    for source, tags in cells:
-        cell = nbformat.v4.new_code_cell(source)
-        if tags:
-            cell.metadata["tags"] = tags
-        body.append(cell)
-    nbformat.write(nbformat.v4.new_notebook(cells=[params, *body]), str(path))
-    return path
-
-
-FIGURE = ("# figure: a line that goes up\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
-          "%matplotlib inline\nfig, ax = plt.subplots(); ax.plot([0, 1], [0, 1])")
-METHODS = ("import pandas as pd\nfrom pathlib import Path\nfrom exdd_lab.notebooks import artefact_dir, save_notebook_metrics\n"
-           "pd.DataFrame({'image_auroc': [0.875, 0.5]}, index=['alpha-method', 'beta-method'])"
-           ".to_csv(artefact_dir(metrics_path) / '06_x.methods.csv')\n"
-           "save_notebook_metrics('06_x', {'answer': 42.0}, metrics_path)")
-
-
-def test_run_writes_a_report_with_everything(tmp_path):
-    books = [notebook(tmp_path / "00_fig.ipynb", (FIGURE, ["report"]), ("print('not a key figure')", None),
-                      ("from exdd_lab.notebooks import save_notebook_metrics\nsave_notebook_metrics('00_fig', {'seed_seen': seed}, metrics_path)", None)),
-             notebook(tmp_path / "01_methods.ipynb", (METHODS, None)),
-             notebook(tmp_path / "02_bad.ipynb", ("raise ValueError('boom in cell')", None))]
-    lines = []
-    run_dir, ok = run_notebooks(seed=3, fast=True, out_root=tmp_path / "runs", notebooks=books, log=lines.append)
+def test_run_writes_a_report_with_everything(small_run):
+    run_dir, ok, lines = small_run
     assert not ok
     report = (run_dir / "report.html").read_text()
     assert lines[-1] == f"report: {run_dir / 'report.html'}"
@@ -60,7 +34,7 @@ def test_run_writes_a_report_with_everything(tmp_path):
 def test_key_figures_only_from_tagged_cells(tmp_path):
     from exdd_lab.notebooks import execute_notebook
 
-    book = notebook(tmp_path / "n.ipynb", (FIGURE, ["report"]), (FIGURE.replace("goes up", "is not key"), None))
+    book = write_notebook(tmp_path / "n.ipynb", (REPORT_FIGURE, ["report"]), (REPORT_FIGURE.replace("goes up", "is not key"), None))
     execute_notebook(book, tmp_path / "out.ipynb")
     figures = key_figures(tmp_path / "out.ipynb")
     assert [caption for caption, _ in figures] == ["a line that goes up"]
@@ -70,7 +44,7 @@ def test_key_figures_only_from_tagged_cells(tmp_path):
 def test_notebooks_run_headless_under_the_harness(tmp_path):
     from exdd_lab.notebooks import execute_notebook
 
-    book = notebook(tmp_path / "h.ipynb", ("from exdd_lab.browser import is_headless\nprint('headless', is_headless())", None))
+    book = write_notebook(tmp_path / "h.ipynb", ("from exdd_lab.browser import is_headless\nprint('headless', is_headless())", None))
     execute_notebook(book, tmp_path / "h_out.ipynb")
     out = nbformat.read(str(tmp_path / "h_out.ipynb"), as_version=4)
     assert out.cells[-1].outputs[0]["text"].strip() == "headless True"
