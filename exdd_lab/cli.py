@@ -4,7 +4,7 @@
     exdd-lab run [--data DIR --layout ...] [--fast]
     exdd-lab evaluate --data DIR --layout ... --method patchcore|exdd|student-teacher [--generator G] [--epochs N] --out OUT
     exdd-lab compare --data DIR --layout ... [--methods patchcore,exdd,student-teacher] --out OUT
-    exdd-lab score --model DIR --images DIR --out OUT
+    exdd-lab score --model DIR --images FOLDER|GLOB|LIST --out OUT [--engine local|ray]
     exdd-lab synthesize --data DIR --layout ... --generator perlin|ddpm|ldm [--model-dir DIR] [--n 100] --out OUT
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from exdd_lab.components.metric_names import PRECISION_METRICS, RANKING_METRICS, TIMING_METRICS
 from exdd_lab.errors import ExddError
 
+from exdd_lab.archive.engines import ENGINES
 from exdd_lab.coreset import CORESET_METHODS
 from exdd_lab.data.layouts import LAYOUTS, MTD_SPLITS
 from exdd_lab.methods import exdd as exdd_method
@@ -173,6 +174,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{args.method} on {ds!r}\nweights: {method.describe().get('weights_source')}")
     result = run_evaluation(method, ds, args.out, seed=args.seed, progress=True)
     if args.save_model:
+        from exdd_lab.methods.persistence import threshold_record
+
+        method.threshold = threshold_record(result)
         method.save(args.save_model)
         print(f"saved the fitted detector to {args.save_model} (score new images with `exdd-lab score`)")
     keys = RANKING_METRICS + PRECISION_METRICS + ("f1_max",) + TIMING_METRICS
@@ -251,15 +255,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from exdd_lab.evaluation import score_folder
-    from exdd_lab.methods.registry import load_detector
+    """A saved detector over a folder tree, glob or list file: Parquet shards + manifest.json + scores.csv +
+    errors.csv in ``--out``; resumable, streaming; exit code 1 when any file failed."""
+    from exdd_lab.archive import score_archive
 
-    _writable_out(args.out)
-    model = load_detector(args.model)
-    table = score_folder(model, args.images, Path(args.out) / "scores.csv", args.threshold)
-    print(table.sort_values("score", ascending=False).head(10).to_string(index=False))
-    print(f"wrote {Path(args.out) / 'scores.csv'} ({len(table)} images)")
-    return 0
+    summary = score_archive(args.model, args.images, args.out, engine=args.engine, threshold=args.threshold,
+                            shard_size=args.shard_size, save_maps=args.save_maps, overwrite=args.overwrite,
+                            workers=args.workers, address=args.address, progress=not args.quiet)
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.ok else 1
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
@@ -349,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "bank-ratio score")
     g.add_argument("--min-mask-fraction", type=float, default=0.9,
                    help="a defect patch enters the positive bank when this share of its cell is masked (default 0.9)")
-    g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (exdd, student-teacher)")
+    g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (any method; with its normal-only threshold when measured)")
     g.add_argument("--positive-patches", choices=POSITIVE_PATCHES.names(), default="masked",
                    help="masked defect patches (default) or every patch of a tight crop (ExDD's original)")
     p.set_defaults(func=cmd_evaluate)
@@ -375,11 +380,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=3, help="cases per method and kind in failures.csv and the gallery")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("score", help="score a folder of new images with a saved detector (evaluate --save-model)")
-    p.add_argument("--model", required=True, help="folder written by `evaluate --method exdd|student-teacher --save-model DIR`")
-    p.add_argument("--images", required=True, help="folder of images to score")
-    p.add_argument("--threshold", type=float, default=None, help="decision threshold (e.g. f1_threshold of metrics.json)")
-    p.add_argument("--out", required=True, help="output folder for scores.csv")
+    p = sub.add_parser("score", help="score an archive (folder tree, glob or list file) with a saved detector: "
+                                     "streaming, resumable, local or on Ray")
+    p.add_argument("--model", required=True, help="folder written by `evaluate --method M --save-model DIR`")
+    p.add_argument("--images", required=True,
+                   help="a folder (scanned recursively), a quoted glob ('archive/**/*.png') or a list file "
+                        "(.txt/.csv/.parquet of paths)")
+    p.add_argument("--out", required=True,
+                   help="output folder (shards/, manifest.json, scores.csv, errors.csv); the same --out again resumes")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="decision threshold (default: the normal-only threshold saved with the model by evaluate)")
+    p.add_argument("--engine", choices=ENGINES.names(), default="local",
+                   help="local: this process (default); ray: Ray Data actors on an embedded local Ray or --address")
+    p.add_argument("--workers", type=int, default=None,
+                   help="ray: number of workers, one CPU and one thread each (default: every CPU)")
+    p.add_argument("--address", default=None, help="ray: join the cluster at HOST:PORT (started with `ray start --head`)")
+    p.add_argument("--shard-size", type=int, default=64, help="images per shard file, the unit of resume (default 64)")
+    p.add_argument("--save-maps", action="store_true", help="also write a 64x64 uint8 PNG of each anomaly map (maps/)")
+    p.add_argument("--overwrite", action="store_true", help="delete the results already in --out (another model's too)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_score)
     p = sub.add_parser("synthesize", help="make a synthetic defect set (images, exact masks, samples.json)")
     _add_data_args(p)

@@ -20,7 +20,7 @@ import numpy as np
 
 from exdd_lab.components.metric_names import HEADLINE_METRICS, METHOD_TABLE_METRICS, RANKING_METRICS
 from exdd_lab.data.imageio import sample_mask
-from exdd_lab.data.records import DefectDataset, Sample
+from exdd_lab.data.records import DefectDataset
 from exdd_lab.methods.base import Detector, HasAlternatives, Prediction
 from exdd_lab.metrics import NORMAL_GROUP, PixelHistogram, evaluate, normal_only_threshold, per_type_table
 from exdd_lab.storage import atomic_write, atomic_write_json
@@ -190,31 +190,3 @@ def variant_auroc_by_type(dataset: DefectDataset, variants: dict[str, np.ndarray
         table = per_type_table(labels, max_patch_score(grid), types)
         columns[name] = table.set_index("defect_type")["image_auroc"]
     return pd.DataFrame(columns)
-
-
-def score_folder(method: Detector, folder: str | Path, out_csv: str | Path | None = None,
-                 threshold: float | None = None) -> "pd.DataFrame":
-    """Score every image in ``folder`` with a fitted method: one row per image with its score, the
-    location of the map's maximum, and (with ``threshold``) the decision. What an analyst runs on new
-    images; ``out_csv`` writes the table atomically."""
-    import pandas as pd
-
-    from exdd_lab.data.imageio import list_images
-    from exdd_lab.errors import DatasetError
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"image folder not found: {folder}", "check the path")
-    paths = list_images(folder)
-    if not paths:
-        raise DatasetError(f"no images in {folder}", "put .png/.jpg/.bmp/.tif images directly in the folder")
-    pred = method.predict([Sample(p, 0, "unknown") for p in paths])
-    peaks = [np.unravel_index(int(np.argmax(m)), m.shape) for m in pred.maps]
-    table = pd.DataFrame({"image_path": [str(p) for p in paths], "score": pred.scores,
-                          "peak_y": [int(p[0]) for p in peaks], "peak_x": [int(p[1]) for p in peaks]})
-    if threshold is not None:
-        table["defect"] = (table["score"] >= threshold).astype(int)
-    if out_csv is not None:
-        with atomic_write(out_csv, "w") as handle:
-            table.to_csv(handle, index=False)
-    return table

@@ -13,7 +13,7 @@ from exdd_lab.methods.registry import METHODS, build_method
 
 #: What each method can do beyond fit/predict; a method that gains or loses a hook must say so here.
 HOOKS = {
-    "patchcore": set(),
+    "patchcore": {Savable},
     "exdd": {Savable, Explainable, UsesSyntheticDefects},
     "student-teacher": {Savable, HasAlternatives, UsesSyntheticDefects, TrainsOnDefects},
 }

@@ -34,13 +34,24 @@ class Prediction:
 
 @runtime_checkable
 class Detector(Protocol):
-    """What every method is: a name, ``fit`` on training normals, ``predict`` maps and scores, ``describe`` its settings."""
+    """What every method is: a name, ``fit`` on training normals, ``predict`` maps and scores, ``describe`` its settings.
+
+    ``predict_images`` scores images already decoded at ``input_size`` (``(N, S, S, 3) uint8``, as
+    :func:`~exdd_lab.data.imageio.load_image` returns them) without touching the feature cache: the archive
+    scorer decodes in parallel with the forward pass and never keeps anything per image. ``threshold`` is the
+    decision threshold a saved detector carries (``None`` until an evaluation measured one)."""
 
     name: str
+    threshold: dict | None
+
+    @property
+    def input_size(self) -> int: ...
 
     def fit(self, train: Sequence[Sample], progress: bool = False) -> Detector: ...
 
     def predict(self, samples: Sequence[Sample], progress: bool = False, keep_maps: bool = True) -> Prediction: ...
+
+    def predict_images(self, images: np.ndarray, keep_maps: bool = True) -> Prediction: ...
 
     def describe(self) -> dict: ...
 

@@ -22,7 +22,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -117,6 +117,7 @@ class ExDD:
         self._calibration_d_neg: np.ndarray | None = None
         self.purified = 0  # defect patches the purification dropped from the last positive bank
         self.synthesis_info: dict = {}  # how the defects were made (generator, count, seconds), for metrics.json
+        self.threshold: dict | None = None  # the decision threshold saved with the model (persistence.threshold_record)
 
     @property
     def temperature(self) -> float:
@@ -223,20 +224,37 @@ class ExDD:
                                  if self.settings.neighbourhood_aware else np.ones(len(q)))
         return {k: v.reshape(n, g, g) for k, v in out.items()}
 
+    @property
+    def input_size(self) -> int:
+        """The side of the square RGB images :meth:`predict_images` takes."""
+        return self.extractor.config.image_size
+
     def predict(self, samples: Sequence[Sample], progress: bool = False, keep_maps: bool = True) -> Prediction:
         """Ratio maps and image scores; ``extra`` holds ``d_neg, d_pos, w_neg, w_pos, nn_neg, nn_pos`` grids
         ``(N, h, w)``, from which :func:`variant_grid` gives every other score (PatchCore's included)."""
+        st = self.settings
+        paths = [s.image_path for s in samples]
+        starts = tqdm(range(0, len(paths), st.chunk_images), desc="predict", unit="group", disable=not progress)
+        return self._predict_features((extract_features(self.extractor, paths[i : i + st.chunk_images], st.batch_size)
+                                       for i in starts), keep_maps)
+
+    def predict_images(self, images: np.ndarray, keep_maps: bool = True) -> Prediction:
+        """The same as :meth:`predict` for decoded images ``(N, S, S, 3) uint8`` at :attr:`input_size`, without
+        the feature cache (the archive scorer's path)."""
+        bs = self.settings.batch_size
+        return self._predict_features((self.extractor(images[i : i + bs]) for i in range(0, len(images), bs)), keep_maps)
+
+    def _predict_features(self, feature_groups: Iterable[torch.Tensor], keep_maps: bool) -> Prediction:
         if self.negative is None or self.positive is None:
             raise RuntimeError("call fit() before predict()")
         st, g = self.settings, self.extractor.grid_size
         grids: dict[str, list[np.ndarray]] = {}
-        paths = [s.image_path for s in samples]
-        for start in tqdm(range(0, len(paths), st.chunk_images), desc="predict", unit="group", disable=not progress):
-            for k, v in self._score_group(extract_features(self.extractor, paths[start : start + st.chunk_images], st.batch_size)).items():
+        for feats in feature_groups:
+            for k, v in self._score_group(feats).items():
                 grids.setdefault(k, []).append(v)
         extra = {k: np.concatenate(v) if v else np.zeros((0, g, g)) for k, v in grids.items()}
         ratio = variant_grid(extra, st.score, st.eps, self.normal_stats, st.strength).astype(np.float32)
-        size = self.extractor.config.image_size
+        size = self.input_size
         maps = anomaly_maps(ratio, size, st.sigma) if len(ratio) else np.zeros((0, size, size), np.float32)
         map_max = max_score(maps) if len(maps) else np.zeros(0)
         scores = IMAGE_SCORES[st.image_score](ratio, map_max, extra, st) if len(ratio) else np.zeros(0)
@@ -291,7 +309,7 @@ class ExDD:
                 handle.write(save({"negative": torch.from_numpy(self.negative_sources.to_array()),
                                    "positive": torch.from_numpy(self.positive_sources.to_array())}))
             (tmp / "exdd.json").write_text(json.dumps({
-                **format_header(self.name), "settings": asdict(self.settings), "features": asdict(self.extractor.config),
+                **format_header(self.name, self.threshold), "settings": asdict(self.settings), "features": asdict(self.extractor.config),
                 "metadata": self.feature_metadata(), "train_paths": self.train_paths,
                 "normal_stats": self.normal_stats.to_dict() if self.normal_stats else None,
                 "defects": [s.to_dict() for s in self.defects]}, indent=2, default=str))
@@ -324,6 +342,7 @@ class ExDD:
                             "re-fit and save it with this version (`exdd-lab evaluate --method exdd --save-model NEW_DIR`)")
         stats = blob["normal_stats"]
         model.normal_stats = NormalStatistics(**stats) if stats else None
+        model.threshold = blob.get("threshold")
         return model
 
     def describe(self) -> dict:

@@ -8,20 +8,27 @@ Taught in ``notebooks/02_negative_only_baselines.ipynb``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
+import torch
+from safetensors.torch import load_file as load_tensors
+from safetensors.torch import save as save_tensors
 from tqdm.auto import tqdm
 
 from exdd_lab.components.registry import Registry
 from exdd_lab.coreset import CORESET_METHODS, DEFAULT_PROJECTION, coreset_size
 from exdd_lab.data.records import Sample
-from exdd_lab.errors import DatasetError
+from exdd_lab.errors import DatasetError, ExddError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
+from exdd_lab.methods.persistence import check_format, format_header, new_detector_folder, settings_from_saved
 from exdd_lab.scoring import ImageScore, anomaly_maps, max_score, reweighting_factor, score_map_max, score_max_patch
+from exdd_lab.storage import atomic_write
 
 
 #: PatchCore's image scores (``PatchCoreSettings.image_score``); the first is the default.
@@ -69,6 +76,7 @@ class PatchCore:
         self.bank: MemoryBank | None = None
         self.bank_positions: np.ndarray | None = None  # (M,) position of each bank item: image * h * w + patch
         self.train_paths: list = []
+        self.threshold: dict | None = None  # the decision threshold saved with the model (persistence.threshold_record)
 
     def feature_metadata(self) -> dict:
         return self.extractor.metadata()
@@ -95,19 +103,35 @@ class PatchCore:
                                          "method": sampler.description, "chunk_images": st.chunk_images}
         return self
 
+    @property
+    def input_size(self) -> int:
+        """The side of the square RGB images :meth:`predict_images` takes."""
+        return self.extractor.config.image_size
+
     def predict(self, samples: Sequence[Sample], progress: bool = False, keep_maps: bool = True) -> Prediction:
         """Score images in groups: never all test features at once. ``keep_maps=False`` keeps only
         image and patch scores (maps are made per group and dropped): for scoring many images cheaply."""
+        groups = tqdm(self._groups(samples, self.settings.chunk_images), desc="predict", unit="group", disable=not progress)
+        return self._predict_features((extract_features(self.extractor, group, self.settings.batch_size) for group in groups),
+                                      len(samples), keep_maps)
+
+    def predict_images(self, images: np.ndarray, keep_maps: bool = True) -> Prediction:
+        """The same as :meth:`predict` for decoded images ``(N, S, S, 3) uint8`` at :attr:`input_size`, without
+        the feature cache: what the archive scorer calls on each batch it decoded."""
+        bs = self.settings.batch_size
+        return self._predict_features((self.extractor(images[i : i + bs]) for i in range(0, len(images), bs)),
+                                      len(images), keep_maps)
+
+    def _predict_features(self, feature_groups: Iterable[torch.Tensor], n_images: int, keep_maps: bool) -> Prediction:
+        """Patch scores, maps and image scores from patch features ``(n, h, w, C)`` arriving in groups."""
         if self.bank is None:
             raise RuntimeError("call fit() before predict()")
         g = self.extractor.grid_size
-        patch_scores = np.empty((len(samples), g, g), np.float32)
-        nn_index = np.empty((len(samples), g, g), np.int64)
-        reweighted = np.empty(len(samples), np.float64)
+        patch_scores = np.empty((n_images, g, g), np.float32)
+        nn_index = np.empty((n_images, g, g), np.int64)
+        reweighted = np.empty(n_images, np.float64)
         done = 0
-        for group in tqdm(self._groups(samples, self.settings.chunk_images), desc="predict", unit="group",
-                          disable=not progress):
-            feats = extract_features(self.extractor, group, self.settings.batch_size)
+        for feats in feature_groups:
             n, c = feats.shape[0], feats.shape[-1]
             dist, idx = self.bank.search(feats.reshape(-1, c), k=1)
             patch_scores[done : done + n] = dist[:, 0].reshape(n, g, g)
@@ -116,10 +140,10 @@ class PatchCore:
                 reweighted[done : done + n] = self.reweighted_scores(
                     feats.reshape(n, g * g, c), patch_scores[done : done + n].reshape(n, -1), idx[:, 0].reshape(n, -1))
             done += n
-        size = self.extractor.config.image_size
-        maps = np.empty((len(samples), size, size) if keep_maps else (0, size, size), np.float32)
-        scores = np.empty(len(samples), np.float64)
-        for start in range(0, len(samples), 64):
+        size = self.input_size
+        maps = np.empty((n_images, size, size) if keep_maps else (0, size, size), np.float32)
+        scores = np.empty(n_images, np.float64)
+        for start in range(0, n_images, 64):
             part = anomaly_maps(patch_scores[start : start + 64], size, self.settings.sigma)
             scores[start : start + 64] = max_score(part)
             if keep_maps:
@@ -141,6 +165,39 @@ class PatchCore:
         items = self.bank.items[support]  # (N, b, C)
         d = (items - query[:, None]).norm(dim=2).numpy()
         return reweighting_factor(d) * patch_scores[rows, worst]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | Path) -> Path:
+        """The bank (safetensors + JSON), each bank item's position, the settings and the feature setup,
+        written as one new folder atomically (no pickle); read back with :meth:`load`."""
+        with new_detector_folder(folder, fitted=self.bank is not None) as tmp:
+            self.bank.save(tmp / "bank")
+            with atomic_write(tmp / "positions.safetensors") as handle:
+                handle.write(save_tensors({"bank_positions": torch.from_numpy(np.asarray(self.bank_positions, np.int64))}))
+            (tmp / "patchcore.json").write_text(json.dumps({
+                **format_header(self.name, self.threshold), "settings": asdict(self.settings),
+                "features": asdict(self.extractor.config), "metadata": self.feature_metadata(),
+                "train_paths": [str(p) for p in self.train_paths]}, indent=2, default=str))
+        return Path(folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PatchCore:
+        """A detector saved by :meth:`save`; refuses another format version or a bank of other features."""
+        folder = Path(folder)
+        if not (folder / "patchcore.json").is_file():
+            raise ExddError(f"{folder} holds no saved PatchCore detector (patchcore.json missing)",
+                            "save one with `exdd-lab evaluate --method patchcore --save-model DIR`")
+        blob = json.loads((folder / "patchcore.json").read_text())
+        check_format(blob, folder)
+        features = dict(blob["features"])
+        features["layers"] = tuple(features["layers"]) if features.get("layers") else features.get("layers")
+        model = cls(settings_from_saved(FeatureConfig, features, folder, "feature settings", blob),
+                    settings_from_saved(PatchCoreSettings, blob["settings"], folder, "PatchCore settings", blob))
+        model.bank = MemoryBank.load(folder / "bank", model.feature_metadata())
+        model.bank_positions = load_tensors(folder / "positions.safetensors")["bank_positions"].numpy()
+        model.train_paths = blob["train_paths"]
+        model.threshold = blob.get("threshold")
+        return model
 
     def describe(self) -> dict:
         return {"method": self.name, **self.feature_metadata(), "weights_source": self.extractor.weights_source.description,

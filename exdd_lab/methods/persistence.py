@@ -40,9 +40,38 @@ def new_detector_folder(folder: str | Path, fitted: bool):
     return atomic_directory(folder)
 
 
-def format_header(method: str) -> dict:
-    """The fields every saved detector's JSON starts with."""
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "exdd_lab_version": _package_version(), "method": method}
+def format_header(method: str, threshold: dict | None = None) -> dict:
+    """The fields every saved detector's JSON starts with; ``threshold`` is the decision threshold measured when
+    it was evaluated (:func:`threshold_record`), which ``exdd-lab score`` uses when no ``--threshold`` is given."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "exdd_lab_version": _package_version(), "method": method,
+            "threshold": threshold}
+
+
+def threshold_record(metrics: dict) -> dict | None:
+    """The normal-only threshold of an evaluation's ``metrics.json`` as a saved detector keeps it (value, how
+    it was measured, what it achieved on the test split); ``None`` when the split had no held-out normals."""
+    value = metrics.get("normal_only_threshold")
+    if value is None:
+        return None
+    return {"value": float(value), "kind": "normal_only", "quantile": metrics.get("normal_only_quantile"),
+            "dataset": metrics.get("dataset"), "recall": metrics.get("normal_only_recall"),
+            "false_alarm_rate": metrics.get("normal_only_fpr")}
+
+
+def model_fingerprint(folder: str | Path) -> str:
+    """SHA-256 over a saved detector's files (relative names and bytes, in name order): two folders with the
+    same fingerprint score alike; the archive scorer refuses to mix results of different fingerprints."""
+    import hashlib
+
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def _refit_hint(blob: dict) -> str:

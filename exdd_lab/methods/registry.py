@@ -51,6 +51,10 @@ def build_exdd(features: FeatureConfig, options: dict) -> Detector:
     return detector
 
 
+def load_patchcore(folder: Path) -> Detector:
+    return PatchCore.load(folder)
+
+
 def load_exdd(folder: Path) -> Detector:
     from exdd_lab.methods.exdd import ExDD
 
@@ -78,7 +82,7 @@ def load_student_teacher(folder: Path) -> Detector:
     return StudentTeacher.load(folder)
 
 
-METHODS.register("patchcore")(MethodEntry(build_patchcore))
+METHODS.register("patchcore")(MethodEntry(build_patchcore, "patchcore.json", load_patchcore))
 METHODS.register("exdd")(MethodEntry(build_exdd, "exdd.json", load_exdd))
 METHODS.register("student-teacher")(MethodEntry(build_student_teacher, "student_teacher.json", load_student_teacher))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -86,6 +86,7 @@ class StudentTeacher:
         self.defects = defects
         self.model: StudentTeacherModel | None = None
         self.synthesis_info: dict = {}
+        self.threshold: dict | None = None  # the decision threshold saved with the model (persistence.threshold_record)
 
     # -- training -------------------------------------------------------------------------------
     def training_defects(self, train: Sequence[Sample], progress: bool = False) -> DefectDataset:
@@ -136,16 +137,31 @@ class StudentTeacher:
         return self
 
     # -- inference ------------------------------------------------------------------------------
+    @property
+    def input_size(self) -> int:
+        """The side of the square RGB images :meth:`predict_images` takes."""
+        return self.config.image_size
+
     def predict(self, samples: Sequence[Sample], progress: bool = False, keep_maps: bool = True) -> Prediction:
         """Maps from ``map_source``; ``extra`` holds ``head_grid``, ``discrepancy_grid`` and both top-k scores."""
         from tqdm.auto import tqdm
 
+        size, bs = self.config.image_size, self.settings.batch_size
+        starts = tqdm(range(0, len(samples), bs), desc="predict", disable=not progress)
+        return self._predict_batches((np.stack([load_image(s.image_path, size=size) for s in samples[i : i + bs]])
+                                      for i in starts), keep_maps)
+
+    def predict_images(self, images: np.ndarray, keep_maps: bool = True) -> Prediction:
+        """The same as :meth:`predict` for decoded images ``(N, S, S, 3) uint8`` at :attr:`input_size`."""
+        bs = self.settings.batch_size
+        return self._predict_batches((images[i : i + bs] for i in range(0, len(images), bs)), keep_maps)
+
+    def _predict_batches(self, batches: Iterable[np.ndarray], keep_maps: bool) -> Prediction:
         if self.model is None:
             raise RuntimeError("call fit() before predict()")
-        size, bs = self.config.image_size, self.settings.batch_size
+        size = self.config.image_size
         grids: dict[str, list[np.ndarray]] = {source: [] for source in MAP_SOURCES}
-        for start in tqdm(range(0, len(samples), bs), desc="predict", disable=not progress):
-            images = np.stack([load_image(s.image_path, size=size) for s in samples[start : start + bs]])
+        for images in batches:
             g = anomaly_grids(self.teacher, self.model.student, self.model.head, images, self.config.head_input)
             for source, pick in MAP_SOURCES.items():
                 grids[source].append(pick(g))
@@ -184,7 +200,7 @@ class StudentTeacher:
             with atomic_write(tmp / "weights.safetensors") as handle:
                 handle.write(save(tensors))
             (tmp / "student_teacher.json").write_text(json.dumps({
-                **format_header(self.name), "config": self.config.to_dict(), "settings": asdict(self.settings),
+                **format_header(self.name, self.threshold), "config": self.config.to_dict(), "settings": asdict(self.settings),
                 "step": self.model.step, "seconds": self.model.seconds, "synthesis": self.synthesis_info,
                 "teacher_weights": self.teacher.weights_source.description}, indent=2, default=str))
         return folder
@@ -209,6 +225,7 @@ class StudentTeacher:
         head.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
         detector.model = StudentTeacherModel(student.eval(), head.eval(), detector.config, blob["step"], [], blob["seconds"], folder)
         detector.synthesis_info = blob.get("synthesis", {})
+        detector.threshold = blob.get("threshold")
         return detector
 
     def describe(self) -> dict:

@@ -1,0 +1,125 @@
+"""``score_archive``: a saved detector over an archive of any size, streaming, resumable, on either engine.
+
+The one function behind ``exdd-lab score`` and notebook 08. Memory stays flat however many images there
+are (shards of ``shard_size`` images are decoded, scored, reduced to table rows and written), nothing is
+kept per image beyond its rows (no feature cache), and the run can be interrupted at any point: the same
+call on the same ``out`` scores only the shards that are missing, and after new images arrive, only those.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from exdd_lab.archive.engines import ENGINES, ScoringJob
+from exdd_lab.archive.inputs import InputSpec, list_inputs, resolve_inputs
+from exdd_lab.archive.store import ArchiveStore, Counts, Shard
+from exdd_lab.errors import ExddError
+
+#: Images per shard: a unit of work, of resume and of output file (about 64 x 0.25 MB of maps in memory).
+DEFAULT_SHARD_SIZE = 64
+
+
+@dataclass
+class ArchiveSummary:
+    """What a run did: counts over the whole output folder, this run's share, and where to look."""
+
+    out: Path
+    counts: Counts
+    scored_now: int
+    new_inputs: int
+    seconds: float
+    engine: str
+    where: str
+    threshold: float | None
+    threshold_source: str
+    files: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.counts.failed == 0 and self.counts.pending == 0
+
+    def lines(self) -> list[str]:
+        c = self.counts
+        rate = self.scored_now / self.seconds if self.seconds > 0 else 0.0
+        out = [f"scored {self.scored_now} images in {self.seconds:.1f} s ({rate:.1f} images/s) with the {self.where}",
+               f"{self.out}: {c.scored} scored, {c.failed} failed, {c.skipped} skipped (not image files), {c.pending} pending",
+               f"threshold: {self.threshold_source}"]
+        if c.failed or c.skipped:
+            out.append(f"failed and skipped files, with the reason for each: {self.files['errors']}")
+        out.append(f"tables: {self.out / 'shards'} (Parquet, one row per file), {self.files['scores']} (scored images)")
+        return out
+
+
+def resolve_threshold(threshold: float | None, detector_threshold: dict | None) -> tuple[float | None, str]:
+    """The decision threshold and where it came from: ``--threshold``, else the one saved with the model."""
+    if threshold is not None:
+        return float(threshold), f"{threshold:.6g} (--threshold)"
+    if detector_threshold:
+        t = detector_threshold
+        return float(t["value"]), (f"{t['value']:.6g}, the model's saved {t.get('kind', 'normal_only')} threshold "
+                                   f"({t.get('quantile')} quantile of held-out normals of {t.get('dataset')})")
+    return None, ("none: no --threshold and the model carries no saved threshold (it was evaluated without held-out "
+                  "normals), so the decision column is empty; pass --threshold (e.g. f1_threshold of metrics.json)")
+
+
+def score_archive(model: str | Path, images: str | Path, out: str | Path, engine: str = "local",
+                  threshold: float | None = None, shard_size: int = DEFAULT_SHARD_SIZE, save_maps: bool = False,
+                  map_size: int = 64, overwrite: bool = False, workers: int | None = None, address: str | None = None,
+                  threads: int | None = None, progress: bool = True) -> ArchiveSummary:
+    """Score every file of ``images`` (folder, glob or list file) with the detector saved in ``model`` into ``out``.
+
+    ``engine``: ``local`` (this process) or ``ray`` (``workers`` actors; ``address`` joins a cluster, else an
+    embedded local Ray is started). Returns an :class:`ArchiveSummary`; ``summary.ok`` is False when any file
+    failed. Raises :class:`~exdd_lab.errors.ExddError` for a missing model, missing inputs, or an ``out`` that
+    holds another model's results (unless ``overwrite``)."""
+    from exdd_lab import __version__
+    from exdd_lab.methods.persistence import model_fingerprint
+    from exdd_lab.methods.registry import load_detector
+
+    ENGINES.check(engine)
+    if shard_size < 1:
+        raise ExddError(f"shard size {shard_size} is not positive", "use at least 1 image per shard (default 64)")
+    model = Path(model)
+    detector = load_detector(model)  # also the clear error for a folder that holds no detector
+    spec: InputSpec = resolve_inputs(images)
+    value, source = resolve_threshold(threshold, getattr(detector, "threshold", None))
+    identity = {"model": str(model.resolve()), "model_fingerprint": model_fingerprint(model), "method": detector.name,
+                "settings": detector.describe(), "kit_version": __version__, "threshold": value,
+                "threshold_source": source, "inputs": spec.to_dict(), "save_maps": save_maps,
+                "map_size": map_size if save_maps else None}
+    input_size = detector.input_size
+    del detector
+    store = ArchiveStore.open(out, identity, overwrite=overwrite)
+    inputs = list_inputs(spec, exclude=store.out)
+    shards, new_inputs = store.plan(inputs, shard_size)
+    del inputs
+    pending = sum(len(s) for s in shards)
+    counts = store.counts(pending)
+    store.write_manifest(counts, shard_size=shard_size, input_size=input_size, engine=engine)
+    job = ScoringJob(str(model.resolve()), value, str(store.map_folder) if save_maps else None, map_size, threads)
+    bar = tqdm(total=pending, unit="img", desc="score", disable=not progress or not pending, smoothing=0.1)
+
+    def on_shard(shard: Shard, table) -> None:
+        store.write_shard(shard.shard, table)
+        counts.add(table)
+        counts.pending -= len(shard)
+        store.write_manifest(counts)
+        bar.update(len(shard))
+
+    where: list[str] = []
+    start = time.perf_counter()
+    try:
+        ENGINES[engine](shards, job, on_shard, workers=workers, address=address, describe=where)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    counts = store.counts(pending=sum(len(s) for s in shards if s.shard not in store.done_shards()))
+    scores_csv, errors_csv = store.merge(value)
+    store.write_manifest(counts, last_run={"engine": engine, "seconds": round(seconds, 2), "scored": pending,
+                                           "new_inputs": new_inputs})
+    return ArchiveSummary(store.out, counts, pending, new_inputs, seconds, engine,
+                          where[0] if where else "local engine (this process)", value, source,
+                          {"scores": scores_csv, "errors": errors_csv})
