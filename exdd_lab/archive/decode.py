@@ -54,5 +54,6 @@ def decode_file(path: str | Path, size: int) -> DecodedFile:
             rgb = to_rgb(im)
             image = np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.uint8).copy()
     except Exception as exc:  # Pillow raises many types for broken files: each becomes a reason, never a crash
-        return DecodedFile(FAILED, error=f"unreadable: {type(exc).__name__}: {exc}", **facts)
+        kind = "truncated" if "truncat" in str(exc).lower() else "unreadable"
+        return DecodedFile(FAILED, error=f"{kind}: {type(exc).__name__}: {exc}", **facts)
     return DecodedFile(SCORED, image=image, height=int(height), width=int(width), **facts)
