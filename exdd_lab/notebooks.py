@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from exdd_lab.references import REFERENCE_FILE, build_references, load_spread_runs
+from exdd_lab.references import REFERENCE_FILE, build_references, load_references, load_spread_runs
 from exdd_lab.storage import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -188,8 +188,12 @@ def run_reference_set(out_dir: Path, env: dict[str, str] | None = None,
 SPREAD_DIR = REPO_ROOT / "runs" / "numeric-spread"
 
 
-def update_references(spread_dir: Path = SPREAD_DIR, pinned: str | None = None) -> Path:
+def update_references(spread_dir: Path = SPREAD_DIR, pinned: str | None = None, only: list[str] | None = None) -> Path:
     """Rewrite the reference file and the committed check-cell outputs from measured numeric paths.
+
+    ``only`` (notebook numbers, e.g. ``["08"]``) replaces just those notebooks' entries and check outputs and
+    keeps every other notebook's as committed: for a new notebook, measured with
+    ``numeric_spread.py --notebooks 08 --out DIR`` on each path, without re-running the whole set.
 
     ``spread_dir`` holds the runs of ``benchmarks/numeric_spread.py`` (one folder per instruction-set cap
     and thread count); the values come from ``pinned`` (default: the harness's cap with 2 threads), the
@@ -207,7 +211,12 @@ def update_references(spread_dir: Path = SPREAD_DIR, pinned: str | None = None) 
         run_reference_set(work / "metrics", harness_environment())
         paths = {pinned: load_spread_runs(work.parent)[pinned]}
         spread_dir = work.parent
-    atomic_write_json(REFERENCE_FILE, build_references(paths, pinned))
-    for nb in list_notebooks():  # the committed defaults (procedural): nbval re-checks these outputs
+    built = build_references(paths, pinned)
+    chosen = [nb for nb in list_notebooks() if not only or nb.name[:2] in only]
+    if only:
+        kept = load_references()
+        built = {**kept, **{nb.stem: built[nb.stem] for nb in chosen}}
+    atomic_write_json(REFERENCE_FILE, built)
+    for nb in chosen:  # the committed defaults (procedural): nbval re-checks these outputs
         strip_outputs(nb, Path(spread_dir) / pinned / "metrics" / f"{nb.stem}.procedural.ipynb")
     return REFERENCE_FILE

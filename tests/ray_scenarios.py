@@ -16,8 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from ray_cluster import LoopbackCluster, loopback_up  # noqa: E402
+from exdd_lab.archive.cluster import LoopbackCluster, loopback_up
 
 
 def cli(args: list[str], env: dict | None = None, wait: bool = True):
@@ -40,6 +39,9 @@ def cluster(model: str, images: str, big: str, out: str) -> dict:
         facts["listening"] = sorted(c.listening_addresses())
         facts["score"] = cli(["--model", model, "--images", images, "--out", f"{out}/two-nodes", "--engine", "ray",
                               "--address", c.address, "--workers", "2", "--shard-size", "2"], c.env)
+        # a driver with another token (as one left in ~/.ray/auth_token by a local ray.init() would be)
+        facts["wrong_token"] = cli(["--model", model, "--images", images, "--out", f"{out}/refused", "--engine", "ray",
+                                    "--address", c.address], {**c.env, "RAY_AUTH_TOKEN": "0" * 32})
         big_out = Path(out) / "killed"
         run = cli(["--model", model, "--images", big, "--out", str(big_out), "--engine", "ray", "--address", c.address,
                    "--workers", "2", "--shard-size", "4"], c.env, wait=False)

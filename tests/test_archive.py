@@ -246,3 +246,11 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_table(slow_model, a
     np.testing.assert_allclose(b["score"], a["score"], rtol=1e-5)
     assert (a["peak_y"] == b["peak_y"]).all() and (a["peak_x"] == b["peak_x"]).all()
     assert (pd.read_csv(out / "scores.csv")["image_path"] == pd.read_csv(tmp_path / "reference" / "scores.csv")["image_path"]).all()
+
+
+def test_results_inside_the_archive_are_never_scored_as_new_images(saved_patchcore, archive, tmp_path):
+    source = tmp_path / "day"
+    shutil.copytree(archive / "2026-11-30", source)
+    first = score_archive(saved_patchcore, source, source / "results", save_maps=True, progress=False)
+    again = score_archive(saved_patchcore, source, source / "results", save_maps=True, progress=False)
+    assert first.new_inputs == len(list(archive.joinpath("2026-11-30").iterdir())) and again.new_inputs == 0

@@ -19,13 +19,11 @@ import numpy as np
 import pytest
 
 from exdd_lab.archive import read_results, score_archive
+from exdd_lab.archive.cluster import isolated_command
 from exdd_lab.cli import main
 from exdd_lab.data import load_dataset
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.patchcore import PatchCore
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ray_cluster import isolated_command  # noqa: E402
 
 SCENARIOS = Path(__file__).parent / "ray_scenarios.py"
 
@@ -78,6 +76,10 @@ def test_two_node_cluster_matches_local_and_survives_a_killed_node(setup, tmp_pa
     assert facts["score"]["rc"] == 1 and "2 workers" in facts["score"]["out"], facts["score"]
     _same_rows(read_results(tmp_path / "local-small"), read_results(tmp_path / "ray" / "two-nodes"))
     assert local_small.counts.failed == 1
+    # a driver whose token the cluster refuses is told why and what to do
+    refused = facts["wrong_token"]
+    assert refused["rc"] == 2 and "refused this driver's authentication token" in refused["err"], refused
+    assert "RAY_AUTH_TOKEN" in refused["err"] and "~/.ray/auth_token" in refused["err"]
     # node 2 killed mid-run: the job still finishes, every image exactly once
     assert facts["killed_processes"] >= 1 and 3 <= facts["shards_before_kill"] < 60, facts
     assert facts["killed"]["rc"] == 0, facts["killed"]

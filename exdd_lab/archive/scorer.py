@@ -28,7 +28,7 @@ class ArchiveSummary:
 
     out: Path
     counts: Counts
-    scored_now: int
+    scored_now: int  # files this run processed (scored, failed or skipped)
     new_inputs: int
     seconds: float
     engine: str
@@ -44,7 +44,7 @@ class ArchiveSummary:
     def lines(self) -> list[str]:
         c = self.counts
         rate = self.scored_now / self.seconds if self.seconds > 0 else 0.0
-        out = [f"scored {self.scored_now} images in {self.seconds:.1f} s ({rate:.1f} images/s) with the {self.where}",
+        out = [f"processed {self.scored_now} files in {self.seconds:.1f} s ({rate:.1f} files/s) with the {self.where}",
                f"{self.out}: {c.scored} scored, {c.failed} failed, {c.skipped} skipped (not image files), {c.pending} pending",
                f"threshold: {self.threshold_source}"]
         if c.failed or c.skipped:

@@ -1,4 +1,6 @@
-"""A real Ray cluster on loopback for the tests: a head node on 127.0.0.2 and worker nodes on 127.0.0.3, ...
+"""A real multi-node Ray cluster on one machine, on loopback: a head node on 127.0.0.2 and worker nodes on
+127.0.0.3, ... For the tests and the benchmark (two one-CPU nodes against one), and for trying the cluster
+commands of notebook 08 on a laptop.
 
 Every node is started with ``ray start`` (the same command a user runs), one CPU each, a private temporary
 HOME (so no test reads or leaves ``~/.ray/auth_token``), token authentication with a one-off token, usage
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-RAY = str(Path(sys.executable).parent / "ray")
+RAY = str(Path(sys.executable).parent / "ray")  # the ray command of this environment, so nodes run this Python
 HEAD_IP = "127.0.0.2"
 
 
