@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
+from exdd_lab.components.environment import temporary_environment
 from exdd_lab.references import REFERENCE_FILE, build_references, load_references, load_spread_runs
 from exdd_lab.storage import atomic_write_json
 
@@ -102,27 +102,12 @@ def execute_notebook(
 
     notebook = Path(notebook)
     start = time.perf_counter()
-    with kernel_environment({**(env or {}), "EXDD_LAB_HEADLESS": "1"}):  # the kernel inherits os.environ
+    with temporary_environment({**(env or {}), "EXDD_LAB_HEADLESS": "1"}):  # the kernel inherits os.environ
         pm.execute_notebook(
             str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
             kernel_name="python3", language="python", progress_bar=progress, execution_timeout=timeout, log_output=False,
         )
     return time.perf_counter() - start
-
-
-@contextmanager
-def kernel_environment(variables: dict[str, str]):
-    """Set environment variables for the duration of a block (a kernel started inside inherits them)."""
-    previous = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def strip_outputs(nb_path: str | Path, executed: str | Path | None = None) -> None:

@@ -119,6 +119,10 @@ def test_save_and_load_reproduce_the_predictions(detector, tiny, tmp_path):
     folder = detector.save(tmp_path / "st")
     again = StudentTeacher.load(folder)
     assert np.allclose(again.predict(tiny.test[:4]).scores, detector.predict(tiny.test[:4]).scores, atol=1e-6)
+    from exdd_lab.data import load_image  # the archive scorer's path: images decoded beforehand
+
+    images = np.stack([load_image(s.image_path, again.input_size) for s in tiny.test[:4]])
+    np.testing.assert_allclose(again.predict_images(images).scores, again.predict(tiny.test[:4]).scores, rtol=1e-6)
     with pytest.raises(ExddError, match="already exists"):
         detector.save(folder)
     with pytest.raises(ExddError, match="no saved student-teacher"):

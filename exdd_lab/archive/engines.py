@@ -10,34 +10,16 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
-import pyarrow as pa
-
-from exdd_lab.archive.store import Shard
-from exdd_lab.archive.worker import ShardScorer
+from exdd_lab.archive.store import OnShard, Shard
+from exdd_lab.archive.worker import ScoringJob
 from exdd_lab.components.registry import Registry
-
-OnShard = Callable[[Shard, pa.Table], None]
-
-
-@dataclass(frozen=True)
-class ScoringJob:
-    """What every worker needs to build its :class:`ShardScorer` (plain values: it travels to Ray actors)."""
-
-    model_dir: str
-    threshold: float | None = None
-    map_folder: str | None = None
-    map_size: int = 64
-    threads: int | None = None  # numeric threads per worker (None: the library default, all cores)
-    decode_threads: int = 2
-
-    def scorer(self) -> ShardScorer:
-        return ShardScorer(**asdict(self))
 
 
 class Engine(Protocol):
+    """Score every shard with ``job``'s scorer and hand each one's rows to ``on_shard``."""
+
     def __call__(self, shards: Sequence[Shard], job: ScoringJob, on_shard: OnShard, **options) -> None: ...
 
 

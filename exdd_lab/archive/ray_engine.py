@@ -26,8 +26,9 @@ from typing import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exdd_lab.archive.engines import OnShard, ScoringJob
-from exdd_lab.archive.store import Shard
+from exdd_lab.archive.store import OnShard, Shard
+from exdd_lab.archive.worker import ScoringJob
+from exdd_lab.components.environment import temporary_environment
 from exdd_lab.errors import ExddError
 
 #: The loopback address the embedded Ray listens on (not 127.0.0.1, which Ray rewrites to the network address).
@@ -44,20 +45,6 @@ def quiet_ray_environment() -> None:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def check_reachable(address: str, timeout: float = 3.0) -> None:
     """Fail within ``timeout`` seconds, naming the address and how to start a cluster, when nothing listens."""
     host, _, port = address.rpartition(":")
@@ -72,12 +59,16 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
 
 @contextlib.contextmanager
 def ray_session(address: str | None, num_cpus: int) -> Iterator[str]:
-    """Join the cluster at ``address``, or start an embedded local Ray with ``num_cpus`` CPUs; always shut down
-    this driver's connection (and the embedded Ray) afterwards. Yields a description for the summary."""
+    """Join the cluster at ``address``, or start an embedded local Ray with ``num_cpus`` CPUs, and shut down what
+    was started here afterwards. A process that already called ``ray.init()`` (a notebook that joined a cluster)
+    is used as it is and left connected. Yields a description for the summary."""
     quiet_ray_environment()
     import ray
     from ray.exceptions import AuthenticationError
 
+    if ray.is_initialized() and not address:
+        yield "Ray this process had already joined"
+        return
     if ray.is_initialized():
         ray.shutdown()
     if address:
@@ -96,7 +87,7 @@ def ray_session(address: str | None, num_cpus: int) -> Iterator[str]:
         finally:
             ray.shutdown()
         return
-    with _environment(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16)):
+    with temporary_environment({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}):
         _reload_ray_config()
         ray.init(_node_ip_address=EMBEDDED_ADDRESS, num_cpus=num_cpus, include_dashboard=False,
                  object_store_memory=EMBEDDED_OBJECT_STORE_BYTES, log_to_driver=False, logging_level="ERROR",

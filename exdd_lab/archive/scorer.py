@@ -13,9 +13,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from exdd_lab.archive.engines import ENGINES, ScoringJob
+from exdd_lab.archive.engines import ENGINES
 from exdd_lab.archive.inputs import InputSpec, list_inputs, resolve_inputs
 from exdd_lab.archive.store import ArchiveStore, Counts, Shard
+from exdd_lab.archive.worker import ScoringJob
 from exdd_lab.errors import ExddError
 
 #: Images per shard: a unit of work, of resume and of output file (about 64 x 0.25 MB of maps in memory).

@@ -20,7 +20,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,6 +55,10 @@ class Shard:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+
+#: What an engine calls with each finished shard's rows (the scorer writes them to the store).
+OnShard = Callable[[Shard, pa.Table], None]
 
 
 @dataclass

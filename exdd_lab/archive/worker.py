@@ -9,7 +9,7 @@ map (peak location and value, optionally a small PNG) and drops the maps: nothin
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +100,18 @@ class ShardScorer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """What every worker needs to build its :class:`ShardScorer` (plain values: it travels to Ray actors)."""
+
+    model_dir: str
+    threshold: float | None = None
+    map_folder: str | None = None
+    map_size: int = 64
+    threads: int | None = None  # numeric threads per worker (None: the library default, all cores)
+    decode_threads: int = 2
+
+    def scorer(self) -> ShardScorer:
+        return ShardScorer(**asdict(self))

@@ -36,7 +36,7 @@ from exdd_lab.errors import ExddError, SettingsError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
-from exdd_lab.methods.persistence import check_format, format_header, new_detector_folder, settings_from_saved
+from exdd_lab.methods.persistence import format_header, new_detector_folder, read_saved_blob, settings_from_saved
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.patch_sources import PatchSources
 from exdd_lab.positive_patches import POSITIVE_PATCHES, positive_patches
@@ -319,10 +319,7 @@ class ExDD:
     def load(cls, folder: str | Path, extractor: PatchFeatureExtractor | None = None) -> ExDD:
         """A detector saved by :meth:`save`; the extractor must match the banks' backbone and layers."""
         folder = Path(folder)
-        if not (folder / "exdd.json").is_file():
-            raise ExddError(f"{folder} holds no saved ExDD detector (exdd.json missing)", "save one with detector.save(folder)")
-        blob = json.loads((folder / "exdd.json").read_text())
-        check_format(blob, folder)
+        blob = read_saved_blob(folder, "exdd.json", cls.name)
         features = blob["features"]
         features["layers"] = tuple(features["layers"]) if features.get("layers") else features.get("layers")
         extractor = extractor or PatchFeatureExtractor(settings_from_saved(FeatureConfig, features, folder, "feature settings", blob))

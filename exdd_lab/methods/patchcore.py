@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 from exdd_lab.components.registry import Registry
 from exdd_lab.coreset import CORESET_METHODS, DEFAULT_PROJECTION, coreset_size
 from exdd_lab.data.records import Sample
-from exdd_lab.errors import DatasetError, ExddError
+from exdd_lab.errors import DatasetError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
 from exdd_lab.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
-from exdd_lab.methods.persistence import check_format, format_header, new_detector_folder, settings_from_saved
+from exdd_lab.methods.persistence import format_header, new_detector_folder, read_saved_blob, settings_from_saved
 from exdd_lab.scoring import ImageScore, anomaly_maps, max_score, reweighting_factor, score_map_max, score_max_patch
 from exdd_lab.storage import atomic_write
 
@@ -184,11 +184,7 @@ class PatchCore:
     def load(cls, folder: str | Path) -> PatchCore:
         """A detector saved by :meth:`save`; refuses another format version or a bank of other features."""
         folder = Path(folder)
-        if not (folder / "patchcore.json").is_file():
-            raise ExddError(f"{folder} holds no saved PatchCore detector (patchcore.json missing)",
-                            "save one with `exdd-lab evaluate --method patchcore --save-model DIR`")
-        blob = json.loads((folder / "patchcore.json").read_text())
-        check_format(blob, folder)
+        blob = read_saved_blob(folder, "patchcore.json", cls.name)
         features = dict(blob["features"])
         features["layers"] = tuple(features["layers"]) if features.get("layers") else features.get("layers")
         model = cls(settings_from_saved(FeatureConfig, features, folder, "feature settings", blob),

@@ -89,6 +89,19 @@ def check_format(blob: dict, folder: str | Path) -> None:
                         f"version {FORMAT_VERSION}", _refit_hint(blob))
 
 
+def read_saved_blob(folder: str | Path, file_name: str, method: str) -> dict:
+    """The JSON a saved detector's folder holds, format version checked; a clear error when it is not there."""
+    import json
+
+    folder = Path(folder)
+    if not (folder / file_name).is_file():
+        raise ExddError(f"{folder} holds no saved {method} detector ({file_name} missing)",
+                        f"save one with `exdd-lab evaluate --method {method} --save-model DIR` (or detector.save(folder))")
+    blob = json.loads((folder / file_name).read_text())
+    check_format(blob, folder)
+    return blob
+
+
 def settings_from_saved(cls: type[T], saved: dict, folder: str | Path, what: str, blob: dict) -> T:
     """``cls(**saved)`` for a settings dataclass, refusing names this version does not have or lacks."""
     names = {f.name for f in fields(cls)}

@@ -24,7 +24,7 @@ from exdd_lab.data.imageio import load_image
 from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.errors import DatasetError, ExddError
 from exdd_lab.methods.base import Prediction
-from exdd_lab.methods.persistence import check_format, format_header, new_detector_folder, settings_from_saved
+from exdd_lab.methods.persistence import format_header, new_detector_folder, read_saved_blob, settings_from_saved
 from exdd_lab.scoring import anomaly_maps, top_k_mean
 from exdd_lab.storage import atomic_write, cache_root, file_digest, stable_hash
 from exdd_lab.student_teacher.inference import StudentTeacherGrids, anomaly_grids
@@ -211,11 +211,7 @@ class StudentTeacher:
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        if not (folder / "student_teacher.json").is_file():
-            raise ExddError(f"{folder} holds no saved student-teacher (student_teacher.json missing)",
-                            "save one with detector.save(folder) or `exdd-lab evaluate --method student-teacher --save-model DIR`")
-        blob = json.loads((folder / "student_teacher.json").read_text())
-        check_format(blob, folder)
+        blob = read_saved_blob(folder, "student_teacher.json", cls.name)
         config = dict(blob["config"], teacher_layers=tuple(blob["config"].get("teacher_layers", ())))
         detector = cls(settings_from_saved(StudentTeacherConfig, config, folder, "student-teacher config", blob),
                        settings_from_saved(StudentTeacherSettings, blob["settings"], folder, "student-teacher settings", blob))
