@@ -319,7 +319,7 @@ class ExDD:
     def load(cls, folder: str | Path, extractor: PatchFeatureExtractor | None = None) -> ExDD:
         """A detector saved by :meth:`save`; the extractor must match the banks' backbone and layers."""
         folder = Path(folder)
-        blob = read_saved_blob(folder, "exdd.json", cls.name)
+        blob = read_saved_blob(folder, "exdd.json", cls.name, "ExDD")
         features = blob["features"]
         features["layers"] = tuple(features["layers"]) if features.get("layers") else features.get("layers")
         extractor = extractor or PatchFeatureExtractor(settings_from_saved(FeatureConfig, features, folder, "feature settings", blob))

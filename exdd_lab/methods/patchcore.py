@@ -184,7 +184,7 @@ class PatchCore:
     def load(cls, folder: str | Path) -> PatchCore:
         """A detector saved by :meth:`save`; refuses another format version or a bank of other features."""
         folder = Path(folder)
-        blob = read_saved_blob(folder, "patchcore.json", cls.name)
+        blob = read_saved_blob(folder, "patchcore.json", cls.name, "PatchCore")
         features = dict(blob["features"])
         features["layers"] = tuple(features["layers"]) if features.get("layers") else features.get("layers")
         model = cls(settings_from_saved(FeatureConfig, features, folder, "feature settings", blob),

@@ -89,13 +89,14 @@ def check_format(blob: dict, folder: str | Path) -> None:
                         f"version {FORMAT_VERSION}", _refit_hint(blob))
 
 
-def read_saved_blob(folder: str | Path, file_name: str, method: str) -> dict:
-    """The JSON a saved detector's folder holds, format version checked; a clear error when it is not there."""
+def read_saved_blob(folder: str | Path, file_name: str, method: str, label: str) -> dict:
+    """The JSON a saved detector's folder holds, format version checked; a clear error naming ``label`` (the
+    method as people write it) when it is not there."""
     import json
 
     folder = Path(folder)
     if not (folder / file_name).is_file():
-        raise ExddError(f"{folder} holds no saved {method} detector ({file_name} missing)",
+        raise ExddError(f"{folder} holds no saved {label} detector ({file_name} missing)",
                         f"save one with `exdd-lab evaluate --method {method} --save-model DIR` (or detector.save(folder))")
     blob = json.loads((folder / file_name).read_text())
     check_format(blob, folder)

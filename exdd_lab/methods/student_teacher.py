@@ -211,7 +211,7 @@ class StudentTeacher:
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        blob = read_saved_blob(folder, "student_teacher.json", cls.name)
+        blob = read_saved_blob(folder, "student_teacher.json", cls.name, "student-teacher")
         config = dict(blob["config"], teacher_layers=tuple(blob["config"].get("teacher_layers", ())))
         detector = cls(settings_from_saved(StudentTeacherConfig, config, folder, "student-teacher config", blob),
                        settings_from_saved(StudentTeacherSettings, blob["settings"], folder, "student-teacher settings", blob))
