@@ -37,7 +37,7 @@ test-numerics: setup
 	EXDD_LAB_ISA=avx EXDD_LAB_THREADS=1 $(PY) -m pytest tests/test_notebooks.py -k "matches_reference and ($$($(PY) -c \
 	  "from exdd_lab.references import sensitive_notebooks as s; print(' or '.join(s()) or 'matches_reference')"))" $(PYTEST_ARGS)
 
-## Unit tests only (seconds): skips notebook execution.
+## Unit tests (a few minutes, the Ray cluster tests included): skips notebook execution and the browser.
 test-fast: setup
 	$(PY) -m pytest tests -m "not notebooks and not browser" $(PYTEST_ARGS)
 
