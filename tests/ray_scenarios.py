@@ -65,12 +65,24 @@ def embedded(model: str, images: str, out: str) -> dict:
     facts["score"] = cli(["--model", model, "--images", images, "--out", f"{out}/embedded", "--engine", "ray",
                           "--workers", "2", "--shard-size", "2"], env)
     facts["home_after"] = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
-    facts["left_running"] = len(_processes_with_home(str(home)))
+    deadline = time.time() + 20  # Ray's processes exit on their own after shutdown; give them a moment
+    while _processes_with_home(str(home), kill=False) and time.time() < deadline:
+        time.sleep(0.5)
+    left = _processes_with_home(str(home), kill=True)
+    facts["left_running"] = len(left)
+    facts["left_names"] = [_name(p) for p in left]
     return facts
 
 
-def _processes_with_home(home: str) -> list:
-    """Processes that inherited the embedded run's HOME (its Ray, if anything was left), killed if found."""
+def _name(proc) -> str:
+    try:
+        return " ".join(proc.cmdline())[:120]
+    except Exception:
+        return "?"
+
+
+def _processes_with_home(home: str, kill: bool) -> list:
+    """Processes that inherited the embedded run's HOME (its Ray, if anything was left); ``kill`` kills them."""
     import psutil
 
     found = []
@@ -80,7 +92,7 @@ def _processes_with_home(home: str) -> list:
                 found.append(proc)
         except (psutil.Error, OSError):
             continue
-    for proc in found:
+    for proc in found if kill else []:
         try:
             proc.kill()
         except psutil.Error:

@@ -95,7 +95,7 @@ def test_embedded_ray_matches_local_and_leaves_no_token_behind(setup, tmp_path):
     assert facts["score"]["rc"] == 1 and "embedded local Ray on 127.0.0.2" in facts["score"]["out"], facts["score"]
     _same_rows(read_results(tmp_path / "local"), read_results(tmp_path / "ray" / "embedded"))
     assert not any(".ray" in p for p in facts["home_after"]), facts["home_after"]
-    assert facts["left_running"] == 0
+    assert facts["left_running"] == 0, facts["left_names"]
 
 
 def test_an_unreachable_address_fails_within_seconds_naming_it(setup, tmp_path, capsys):

@@ -75,12 +75,8 @@ def ray_session(address: str | None, num_cpus: int) -> Iterator[str]:
         check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
-        except AuthenticationError as exc:
-            raise ExddError(
-                f"the Ray cluster at {address} refused this driver's authentication token ({exc})",
-                "give the driver the cluster's token (RAY_AUTH_TOKEN=... or RAY_AUTH_TOKEN_PATH=FILE). If the cluster "
-                "runs without tokens, a token left in ~/.ray/auth_token by an earlier local `ray.init()` is the cause: "
-                "run with RAY_AUTH_MODE=disabled, or remove that file") from None
+        except (AuthenticationError, ConnectionError, RuntimeError) as exc:
+            raise _join_error(address, exc) from None
         description = f"Ray cluster at {address}"
         try:
             yield description
@@ -97,6 +93,23 @@ def ray_session(address: str | None, num_cpus: int) -> Iterator[str]:
         finally:
             ray.shutdown()
     _reload_ray_config()
+
+
+def _join_error(address: str, exc: BaseException) -> ExddError:
+    """Why joining ``address`` failed, in words: a refused authentication token (Ray wraps it in a
+    ConnectionError) gets its own explanation and fix."""
+    chain, seen = [], exc
+    while seen is not None:
+        chain.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    text = " <- ".join(chain)
+    if any(word in text for word in ("InvalidAuthToken", "Unauthenticated", "AuthenticationError")):
+        return ExddError(
+            f"the Ray cluster at {address} refused this driver's authentication token",
+            "give the driver the cluster's token (RAY_AUTH_TOKEN=... or RAY_AUTH_TOKEN_PATH=FILE). If the cluster runs "
+            "without tokens, a token left in ~/.ray/auth_token by an earlier local `ray.init()` is the cause: run with "
+            "RAY_AUTH_MODE=disabled, or remove that file")
+    return ExddError(f"cannot join the Ray cluster at {address} ({text[:300]})", START_CLUSTER_HINT)
 
 
 def _reload_ray_config() -> None:
