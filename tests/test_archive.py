@@ -158,8 +158,10 @@ def test_another_models_results_are_refused_and_overwrite_replaces_them(saved_pa
     assert summary.ok and json.loads((out / "manifest.json").read_text())["settings"]["settings.coreset_ratio"] == 0.5
     (tmp_path / "stranger").mkdir()
     (tmp_path / "stranger" / "thesis.tex").write_text("x")
-    with pytest.raises(ExddError, match="not empty"):
-        score_archive(saved_patchcore, archive / "2026-11-30", tmp_path / "stranger", progress=False)
+    for overwrite in (False, True):  # --overwrite deletes an archive run's files, never anything else
+        with pytest.raises(ExddError, match="not an archive run's"):
+            score_archive(saved_patchcore, archive / "2026-11-30", tmp_path / "stranger", overwrite=overwrite, progress=False)
+    assert (tmp_path / "stranger" / "thesis.tex").read_text() == "x"
 
 
 def test_a_rerun_scores_only_new_images(saved_patchcore, archive, tmp_path):

@@ -94,12 +94,13 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
     input_size = detector.input_size
     del detector
     store = ArchiveStore.open(out, identity, overwrite=overwrite)
+    store.write_manifest(store.counts(), shard_size=shard_size, input_size=input_size, engine=engine)  # before any shard
     inputs = list_inputs(spec, exclude=store.out)
     shards, new_inputs = store.plan(inputs, shard_size)
     del inputs
     pending = sum(len(s) for s in shards)
     counts = store.counts(pending)
-    store.write_manifest(counts, shard_size=shard_size, input_size=input_size, engine=engine)
+    store.write_manifest(counts)
     job = ScoringJob(str(model.resolve()), value, str(store.map_folder) if save_maps else None, map_size, threads)
     bar = tqdm(total=pending, unit="img", desc="score", disable=not progress or not pending, smoothing=0.1)
 

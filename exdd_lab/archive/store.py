@@ -29,6 +29,8 @@ from exdd_lab.errors import ExddError
 from exdd_lab.storage import atomic_path, atomic_write, atomic_write_json
 
 MANIFEST_FORMAT = "exdd_lab-archive"
+#: Everything an archive run writes into its folder (and so all that --overwrite may delete).
+ARCHIVE_ENTRIES = frozenset({"manifest.json", "inputs.parquet", "shards", "maps", "scores.csv", "errors.csv"})
 MANIFEST_VERSION = 1
 
 #: One row per input file. Peaks are in anomaly-map pixels (the model's input size, as ``scores.csv`` always
@@ -100,36 +102,38 @@ class ArchiveStore:
     @classmethod
     def open(cls, out: str | Path, identity: dict, overwrite: bool = False) -> ArchiveStore:
         """The store at ``out`` for results that ``identity`` describes (model fingerprint, method, settings,
-        threshold, input spec). An ``out`` holding another model's results, other inputs, another threshold
-        or unrelated files is refused with the fix, unless ``overwrite`` (which deletes the old results)."""
+        threshold, input spec). An ``out`` holding another model's results, other inputs or another threshold
+        is refused with the fix, unless ``overwrite`` (which deletes those results, and only what an archive run
+        writes). A folder holding anything else is always refused: ``--overwrite`` never deletes a user's files."""
         out = Path(out)
         store = cls(out)
-        manifest_file = out / "manifest.json"
         if out.exists() and not out.is_dir():
             raise ExddError(f"--out {out} is a file", "give a folder for the results")
-        if manifest_file.is_file():
-            old = json.loads(manifest_file.read_text())
-            clash = _clash(old, identity)
-            if clash and not overwrite:
-                raise ExddError(f"--out {out} holds the results of {clash}",
-                                "score into a new folder, or pass --overwrite to delete those results first")
-            if clash:
-                store.clear()
-            else:
-                store.manifest = old
-        elif out.is_dir() and any(out.iterdir()):
-            if not overwrite:
-                raise ExddError(f"--out {out} is not empty and holds no archive run (no manifest.json)",
-                                "score into a new or empty folder, or pass --overwrite to delete its contents")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in ARCHIVE_ENTRIES and not p.name.startswith(".")) \
+            if out.is_dir() else []
+        if foreign:
+            raise ExddError(f"--out {out} holds files that are not an archive run's ({', '.join(foreign[:5])}"
+                            f"{', ...' if len(foreign) > 5 else ''})", "score into a new or empty folder")
+        manifest_file = out / "manifest.json"
+        old = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
+        clash = _clash(old, identity) if old is not None else (
+            "an archive run that stopped before writing its manifest" if out.is_dir() and any(out.iterdir()) else None)
+        if clash and not overwrite:
+            raise ExddError(f"--out {out} holds the results of {clash}",
+                            "score into a new folder, or pass --overwrite to delete those results first")
+        if clash:
             store.clear()
+        elif old is not None:
+            store.manifest = old
         out.mkdir(parents=True, exist_ok=True)
         store.manifest = {**store.manifest, **identity, "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION}
         return store
 
     def clear(self) -> None:
-        """Delete everything an earlier run wrote (``--overwrite``)."""
+        """Delete what earlier runs wrote (``--overwrite``): only the archive run's own files and folders."""
         for child in self.out.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            if child.name in ARCHIVE_ENTRIES or child.name.startswith("."):
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
     # ------------------------------------------------------------------ inputs and shards
     def plan(self, inputs: list[tuple[str, str]], shard_size: int) -> tuple[list[Shard], int]:
