@@ -22,8 +22,10 @@ from exdd_lab.archive.cluster import LoopbackCluster, loopback_up
 def cli(args: list[str], env: dict | None = None, wait: bool = True):
     command = [sys.executable, "-m", "exdd_lab", "score", "--quiet", *args]
     if wait:
+        start = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-        return {"rc": done.returncode, "out": done.stdout[-4000:], "err": done.stderr[-4000:]}
+        return {"rc": done.returncode, "out": done.stdout[-4000:], "err": done.stderr[-4000:],
+                "seconds": round(time.perf_counter() - start, 1)}
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -41,7 +43,8 @@ def cluster(model: str, images: str, big: str, out: str) -> dict:
                               "--address", c.address, "--workers", "2", "--shard-size", "2"], c.env)
         # a driver with another token (as one left in ~/.ray/auth_token by a local ray.init() would be)
         facts["wrong_token"] = cli(["--model", model, "--images", images, "--out", f"{out}/refused", "--engine", "ray",
-                                    "--address", c.address], {**c.env, "RAY_AUTH_TOKEN": "0" * 32})
+                                    "--address", c.address], {**c.env, "RAY_AUTH_TOKEN": "0" * 32,
+                                                              "RAY_gcs_server_port_wait_time_s": "2"})  # Ray retries ~20 s
         big_out = Path(out) / "killed"
         run = cli(["--model", model, "--images", big, "--out", str(big_out), "--engine", "ray", "--address", c.address,
                    "--workers", "2", "--shard-size", "4"], c.env, wait=False)
@@ -50,7 +53,7 @@ def cluster(model: str, images: str, big: str, out: str) -> dict:
         facts["shards_before_kill"] = shards_written(big_out)
         facts["killed_processes"] = c.kill_node("127.0.0.3")
         output, _ = run.communicate(timeout=600)
-        facts["killed"] = {"rc": run.returncode, "out": output[-4000:]}
+        facts["killed"] = {"rc": run.returncode, "out": output[-4000:], "seconds": round(time.perf_counter() - start, 1)}
     facts["left_running"] = len(c.processes())
     return facts
 

@@ -52,7 +52,7 @@ def setup(tiny_mvtec, tmp_path_factory):
         shutil.copy(s.image_path, small / s.defect_type / s.image_path.name)
     (small / "broken.png").write_text("not a picture")
     big = root / "big"
-    for i in range(24):
+    for i in range(16):
         (big / f"day-{i:02d}").mkdir(parents=True)
         for s in tiny.test:
             os.link(s.image_path, big / f"day-{i:02d}" / f"{s.defect_type}-{s.image_path.name}")
@@ -81,10 +81,10 @@ def test_two_node_cluster_matches_local_and_survives_a_killed_node(setup, tmp_pa
     assert refused["rc"] == 2 and "refused this driver's authentication token" in refused["err"], refused
     assert "RAY_AUTH_TOKEN" in refused["err"] and "~/.ray/auth_token" in refused["err"]
     # node 2 killed mid-run: the job still finishes, every image exactly once
-    assert facts["killed_processes"] >= 1 and 3 <= facts["shards_before_kill"] < 60, facts
+    assert facts["killed_processes"] >= 1 and 3 <= facts["shards_before_kill"] < 40, facts
     assert facts["killed"]["rc"] == 0, facts["killed"]
     killed = read_results(tmp_path / "ray" / "killed")
-    assert killed["index"].is_unique and len(killed) == 24 * 10
+    assert killed["index"].is_unique and len(killed) == 16 * 10
     _same_rows(read_results(tmp_path / "local-big"), killed)
 
 
