@@ -17,6 +17,7 @@ from exdd_lab.components.metric_names import PRECISION_METRICS, RANKING_METRICS,
 from exdd_lab.errors import ExddError
 
 from exdd_lab.archive.engines import ENGINES
+from exdd_lab.bank_index import AUTO_EXACT_LIMIT, BANK_INDEXES
 from exdd_lab.coreset import CORESET_METHODS
 from exdd_lab.data.layouts import LAYOUTS, MTD_SPLITS
 from exdd_lab.methods import exdd as exdd_method
@@ -157,7 +158,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _training_split(ds)
     features = FeatureConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size)
     options = {"coreset": args.coreset, "seed": args.seed, "image_score": args.image_score, "sigma": args.sigma,
-               "coreset_method": args.coreset_method}
+               "coreset_method": args.coreset_method, "bank_index": args.bank_index}
     if args.method == "exdd":
         ds, options = _exdd_defects(args, ds, options)
     elif args.method == "student-teacher":
@@ -325,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coreset-method", choices=CORESET_METHODS.names(), default="two-stage",
                    help="two-stage greedy (fast, default) or the textbook greedy (about 20x slower; AUROC within 0.005, "
                         "see benchmarks/README.md)")
+    p.add_argument("--bank-index", choices=BANK_INDEXES.names(), default="auto",
+                   help=f"how memory banks are searched: auto (default: exact up to {AUTO_EXACT_LIMIT:,} items, approximate "
+                        "ivf above), flat (always exact), ivf or hnsw (always approximate); see benchmarks/README.md")
     p.add_argument("--image-score", choices=patchcore_method.IMAGE_SCORES.names(), default=None,
                    help="PatchCore's image score: max raw patch score (default, the reference code's), the paper's "
                         "Eq. 7 reweighting, or max of the smoothed map")

@@ -2,7 +2,9 @@
 
 The bank does not know what its patches mean (normal or defect): PatchCore keeps one of normal
 patches, ExDD a second one of defect patches. Shapes: items ``(M, C)`` float32.
-Saved as ``<name>.safetensors`` (the features) plus ``<name>.json`` (metadata), no pickle.
+How it is searched (exact, or approximate above a measured size) is a strategy of
+:mod:`exdd_lab.bank_index`. Saved as ``<name>.safetensors`` (the features, and a built approximate
+index) plus ``<name>.json`` (metadata), no pickle.
 Taught in ``notebooks/02_negative_only_baselines.ipynb``.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
+from exdd_lab.bank_index import BANK_INDEXES, build_index, index_from_bytes, index_to_bytes, strategy
 from exdd_lab.coreset import DEFAULT_PROJECTION, coreset_size, greedy_coreset
 from exdd_lab.errors import ExddError
 from exdd_lab.neighbours import knn
@@ -28,14 +31,27 @@ class BankError(ExddError, ValueError):
 class MemoryBank:
     """Patch features with a faiss index. ``metadata`` records the feature setup (backbone, layers, ...)."""
 
-    def __init__(self, dim: int, metadata: dict | None = None, index: str = "flat") -> None:
-        if index not in ("flat", "hnsw"):
-            raise BankError(f"unknown index type {index!r}", "use 'flat' (exact, default) or 'hnsw' (approximate, large banks)")
+    def __init__(self, dim: int, metadata: dict | None = None, index: str = "auto", seed: int = 0) -> None:
+        if index not in BANK_INDEXES:
+            raise BankError(f"unknown bank index {index!r}", f"choose one of {', '.join(BANK_INDEXES)} "
+                            "('auto': exact up to a measured size, approximate above; see exdd_lab.bank_index)")
         self.dim = int(dim)
         self.metadata = dict(metadata or {})
-        self.index_type = index
+        self.index_type = index  # the strategy asked for ("auto" by default)
+        self.index_seed = int(seed)  # seeds an approximate index's k-means
         self._items = torch.empty(0, self.dim)
         self._index: faiss.Index | None = None
+        self._index_built: str | None = None
+
+    @property
+    def index_in_use(self) -> str:
+        """The concrete strategy searching this bank (``flat``, ``ivf``, ...): what ``auto`` resolves to at its size."""
+        return self._index_built or strategy(self.index_type).resolve(len(self))
+
+    @property
+    def exact(self) -> bool:
+        """Whether a search returns the true nearest items (the index in use is exact)."""
+        return bool(strategy(self.index_in_use).exact)
 
     # ------------------------------------------------------------------ contents
     @property
@@ -64,7 +80,7 @@ class MemoryBank:
         """Append features ``(M, C)`` or patch grids ``(N, h, w, C)``."""
         features = self._check_dim(features, "added features")
         self._items = torch.cat([self._items, features.contiguous()]) if len(self) else features.contiguous().clone()
-        self._index = None
+        self._index = self._index_built = None
         return self
 
     def subsample(self, ratio: float, seed: int = 0, projection_dim: int | None = DEFAULT_PROJECTION) -> np.ndarray:
@@ -73,7 +89,7 @@ class MemoryBank:
             raise BankError("cannot subsample an empty memory bank", "add features first")
         keep = greedy_coreset(self._items, coreset_size(len(self), ratio), projection_dim, seed)
         self._items = self._items[torch.from_numpy(np.sort(keep))].contiguous()
-        self._index = None
+        self._index = self._index_built = None
         self.metadata["coreset"] = {"ratio": ratio, "seed": seed, "projection_dim": projection_dim}
         return keep
 
@@ -83,13 +99,7 @@ class MemoryBank:
         if not len(self):
             raise BankError("the memory bank is empty", "add normal patch features (bank.add) before searching")
         if self._index is None:
-            if self.index_type == "hnsw":
-                index = faiss.IndexHNSWFlat(self.dim, 32)
-                index.hnsw.efSearch = 64
-            else:
-                index = faiss.IndexFlatL2(self.dim)
-            index.add(np.ascontiguousarray(self._items.numpy(), dtype=np.float32))
-            self._index = index
+            self._index, self._index_built = build_index(self._items.numpy(), self.index_type, self.index_seed)
         return self._index
 
     def search(self, queries: torch.Tensor | np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -99,11 +109,16 @@ class MemoryBank:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        """Write ``path.safetensors`` and ``path.json`` atomically."""
+        """Write ``path.safetensors`` and ``path.json`` atomically; an approximate index is built and saved
+        with the items, so the loaded bank answers every query as this one does."""
         path = Path(path)
+        tensors = {"items": self._items.contiguous()}
+        if len(self) and not self.exact:
+            tensors["index"] = torch.from_numpy(index_to_bytes(self.index()))
         with atomic_write(path.with_suffix(".safetensors")) as handle:
-            handle.write(save({"items": self._items.contiguous()}))
-        atomic_write_json(path.with_suffix(".json"), {"dim": self.dim, "index": self.index_type,
+            handle.write(save(tensors))
+        atomic_write_json(path.with_suffix(".json"), {"dim": self.dim, "index": self.index_type, "index_seed": self.index_seed,
+                                                      "index_in_use": self.index_in_use if len(self) else None,
                                                       "size": len(self), "metadata": self.metadata})
 
     @classmethod
@@ -121,9 +136,14 @@ class MemoryBank:
                     f"memory bank {path} was built with {key}={meta['metadata'].get(key)!r}, not {value!r}",
                     "rebuild the bank with the current backbone/feature settings, or load it with matching settings",
                 )
-        bank = cls(meta["dim"], meta["metadata"], meta.get("index", "flat"))
-        bank._items = load_file(data_file)["items"]
+        bank = cls(meta["dim"], meta["metadata"], meta.get("index", "flat"), meta.get("index_seed", 0))
+        tensors = load_file(data_file)
+        bank._items = tensors["items"]
+        if "index" in tensors:
+            bank._index_built = meta["index_in_use"]
+            bank._index = index_from_bytes(tensors["index"].numpy(), bank._index_built, len(bank), bank.dim)
         return bank
 
     def __repr__(self) -> str:
-        return f"MemoryBank({len(self)} patches x {self.dim} dims, {self.size_mb:.1f} MB, index={self.index_type})"
+        index = self.index_type if self.index_type != "auto" else f"auto: {self.index_in_use}"
+        return f"MemoryBank({len(self)} patches x {self.dim} dims, {self.size_mb:.1f} MB, index={index})"

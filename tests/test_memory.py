@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -100,13 +102,56 @@ def test_bank_save_load_round_trip_and_mismatch(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_approximate_index_finds_exact_neighbours_mostly():
+@pytest.mark.parametrize("name", ["ivf", "hnsw"])
+def test_approximate_index_finds_exact_neighbours_mostly_and_never_closer(name):
     x = clustered(3000, 16, seed=2)
-    exact, approx = MemoryBank(16).add(x), MemoryBank(16, index="hnsw").add(x)
+    exact, approx = MemoryBank(16, index="flat").add(x), MemoryBank(16, index=name).add(x)
     q = x[:200] + 0.01
-    assert (exact.search(q)[1][:, 0] == approx.search(q)[1][:, 0]).mean() > 0.9
-    with pytest.raises(BankError, match="unknown index"):
-        MemoryBank(4, index="ivf")
+    (d_exact, i_exact), (d_approx, i_approx) = exact.search(q, k=3), approx.search(q, k=3)
+    assert (i_exact[:, 0] == i_approx[:, 0]).mean() > 0.9
+    assert (d_approx >= d_exact - 1e-4).all()  # a missed neighbour can only make a distance larger
+    assert approx.index_in_use == name and not approx.exact and exact.exact
+    with pytest.raises(BankError, match="unknown bank index 'kdtree'"):
+        MemoryBank(4, index="kdtree")
+
+
+def test_auto_index_is_exact_up_to_the_limit_and_approximate_above(monkeypatch):
+    from exdd_lab import bank_index
+
+    x = clustered(2000, 8, seed=3)
+    assert MemoryBank(8).add(x).index_in_use == "flat"  # the default: a bank this size is searched exactly
+    monkeypatch.setattr(bank_index, "AUTO_EXACT_LIMIT", 1000)
+    big = MemoryBank(8).add(x)
+    assert big.index_in_use == "ivf" and big.index().ntotal == 2000
+    assert MemoryBank(8).add(x[:1000]).index_in_use == "flat"
+
+
+def test_a_saved_approximate_index_answers_as_the_fitted_one(tmp_path):
+    x = clustered(4000, 16, seed=5)
+    bank = MemoryBank(16, {"backbone": "b"}, index="ivf", seed=3).add(x)
+    q = x[::7] + 0.05
+    before = bank.search(q, k=2)
+    bank.save(tmp_path / "bank")
+    again = MemoryBank.load(tmp_path / "bank")
+    assert again._index is not None and again.index_in_use == "ivf" and again.index_seed == 3
+    after = again.search(q, k=2)
+    assert np.array_equal(before[1], after[1]) and np.allclose(before[0], after[0])
+    # an index saved with other items is refused, naming the mix-up
+    from exdd_lab.bank_index import BankIndexError, index_from_bytes, index_to_bytes
+
+    other = MemoryBank(16, index="ivf").add(x[:3000])
+    with pytest.raises(BankIndexError, match="mixed from two saves"):
+        index_from_bytes(index_to_bytes(other.index()), "ivf", len(again), again.dim)
+
+
+def test_the_same_items_and_seed_build_the_same_approximate_index():
+    x = clustered(3000, 16, seed=6)
+    q = x[::5] + 0.02
+    first = MemoryBank(16, index="ivf", seed=1).add(x).search(q, k=4)
+    second = MemoryBank(16, index="ivf", seed=1).add(x).search(q, k=4)
+    assert np.array_equal(first[1], second[1])
+    graph_a, graph_b = MemoryBank(16, index="hnsw").add(x).search(q, k=4), MemoryBank(16, index="hnsw").add(x).search(q, k=4)
+    assert np.array_equal(graph_a[1], graph_b[1])
 
 
 def test_streaming_coreset_matches_the_requested_size_and_covers():
@@ -136,3 +181,18 @@ def test_streaming_coreset_skips_a_too_costly_final_pass(monkeypatch):
         stream.add(part)
     chosen = stream.finish()
     assert chosen.shape == (500, 16), "chunks of 1000 each give exactly 100"
+
+
+def test_exact_coreset_keeps_features_on_disk_and_removes_them(tmp_path, monkeypatch):
+    from exdd_lab.coreset import ExactCoreset
+
+    monkeypatch.setenv("EXDD_LAB_CACHE", str(tmp_path))
+    x = clustered(3000, 16, seed=8)
+    chunks = torch.tensor_split(x, 5)
+    items, keep = ExactCoreset(None, seed=2).run(iter(chunks), len(x), 60)
+    assert np.array_equal(keep, np.sort(greedy_coreset(x, 60, None, 2, method="exact")))
+    assert torch.equal(items, x[torch.from_numpy(keep)])
+    assert list((tmp_path / "scratch").iterdir()) == []  # the disk-backed array is gone
+    with pytest.raises(ValueError, match="promised 4000 features and given 3000"):
+        ExactCoreset(None).run(iter(chunks), 4000, 60)
+    assert list((tmp_path / "scratch").iterdir()) == []  # also after a failure

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from exdd_lab.components.registry import Registry
+from exdd_lab.bank_index import BANK_INDEXES
 from exdd_lab.coreset import DEFAULT_PROJECTION, coreset_size, greedy_coreset
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import ExddError, SettingsError
@@ -80,6 +81,7 @@ class ExddSettings:
     seed: int = 0
     batch_size: int = 8
     chunk_images: int = 16
+    bank_index: str = "auto"  # both banks: a name of exdd_lab.bank_index.BANK_INDEXES (exact up to a measured size)
 
 
 class ExDD:
@@ -98,6 +100,7 @@ class ExDD:
         IMAGE_SCORES.check(st.image_score)
         VARIANTS.check(st.score)
         POSITIVE_PATCHES.check(st.positive_patches)
+        BANK_INDEXES.check(st.bank_index)
         if (st.score == "ratio_na" or st.image_score == "exdd") and not st.neighbourhood_aware:
             raise SettingsError(f"score {st.score!r} / image score {st.image_score!r} need the neighbourhood weights",
                                 "keep neighbourhood_aware=True, or use score='ratio' or 'gated'")
@@ -138,7 +141,7 @@ class ExDD:
         st = self.settings
         patchcore = PatchCore(extractor=self.extractor, settings=PatchCoreSettings(
             coreset_ratio=st.negative_ratio, coreset_projection=st.coreset_projection, seed=st.seed,
-            batch_size=st.batch_size, chunk_images=st.chunk_images)).fit(train, progress)
+            batch_size=st.batch_size, chunk_images=st.chunk_images, bank_index=st.bank_index)).fit(train, progress)
         self.negative = patchcore.bank
         self.negative_sources = PatchSources.from_positions(patchcore.bank_positions, self.extractor.grid_size,
                                                             self.extractor.config.image_size)
@@ -169,7 +172,8 @@ class ExDD:
         if st.positive_ratio < 1 and len(feats) > 1:
             keep = np.sort(greedy_coreset(feats, coreset_size(len(feats), st.positive_ratio), st.coreset_projection, st.seed))
             feats, sources = feats[torch.from_numpy(keep)].contiguous(), sources[keep]
-        self.positive = MemoryBank(self.extractor.feature_dim, dict(self.feature_metadata(), bank="positive")).add(feats)
+        self.positive = MemoryBank(self.extractor.feature_dim, dict(self.feature_metadata(), bank="positive"),
+                                   st.bank_index, st.seed).add(feats)
         self.positive_sources = sources
         self._support.pop("positive", None)
         self.normal_stats = self._measure_normals()
@@ -349,6 +353,8 @@ class ExDD:
                 **{f"normal_stats.{k}": v for k, v in (self.normal_stats.to_dict() if self.normal_stats else {}).items()}, **{f"synthesis.{k}": v for k, v in self.synthesis_info.items()},
                 "negative_patches": len(self.negative) if self.negative is not None else 0,
                 "positive_patches": len(self.positive) if self.positive is not None else 0,
+                "negative_index": self.negative.index_in_use if self.negative is not None else None,
+                "positive_index": self.positive.index_in_use if self.positive is not None else None,
                 "positive_patches_purified": self.purified}
 
 

@@ -19,6 +19,7 @@ from safetensors.torch import load_file as load_tensors
 from safetensors.torch import save as save_tensors
 from tqdm.auto import tqdm
 
+from exdd_lab.bank_index import BANK_INDEXES
 from exdd_lab.components.registry import Registry
 from exdd_lab.coreset import CORESET_METHODS, DEFAULT_PROJECTION, coreset_size
 from exdd_lab.data.records import Sample
@@ -60,6 +61,7 @@ class PatchCoreSettings:
     batch_size: int = 8
     chunk_images: int = 16  # images per streamed group (16 x 1024 patches: a first-stage coreset chunk)
     coreset_method: str = "two-stage"  # a name of exdd_lab.coreset.CORESET_METHODS; "exact": the textbook greedy (slower)
+    bank_index: str = "auto"  # a name of exdd_lab.bank_index.BANK_INDEXES: exact up to a measured bank size, approximate above
 
 
 class PatchCore:
@@ -71,6 +73,7 @@ class PatchCore:
                  extractor: PatchFeatureExtractor | None = None) -> None:
         self.settings = settings or PatchCoreSettings()
         CORESET_METHODS.check(self.settings.coreset_method)
+        BANK_INDEXES.check(self.settings.bank_index)
         IMAGE_SCORES.check(self.settings.image_score)
         self.extractor = extractor or PatchFeatureExtractor(features or FeatureConfig())
         self.bank: MemoryBank | None = None
@@ -98,7 +101,7 @@ class PatchCore:
                   for group in tqdm(self._groups(train, st.chunk_images), desc="fit", unit="group", disable=not progress))
         items, self.bank_positions = sampler.run(chunks, n_total, coreset_size(n_total, st.coreset_ratio))
         self.train_paths = [s.image_path for s in train]
-        self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata()).add(items)
+        self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata(), st.bank_index, st.seed).add(items)
         self.bank.metadata["coreset"] = {"ratio": st.coreset_ratio, "seed": st.seed, "projection_dim": st.coreset_projection,
                                          "method": sampler.description, "chunk_images": st.chunk_images}
         return self
@@ -199,4 +202,5 @@ class PatchCore:
         return {"method": self.name, **self.feature_metadata(), "weights_source": self.extractor.weights_source.description,
                 **{f"settings.{k}": v for k, v in self.settings.__dict__.items()},
                 "bank_patches": len(self.bank) if self.bank is not None else 0,
+                "bank_index": self.bank.index_in_use if self.bank is not None else None,
                 "bank_mb": round(self.bank.size_mb, 2) if self.bank is not None else 0}

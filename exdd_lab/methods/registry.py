@@ -34,7 +34,7 @@ def build_patchcore(features: FeatureConfig, options: dict) -> Detector:
     return PatchCore(features, PatchCoreSettings(
         coreset_ratio=options.get("coreset", 0.01), seed=options.get("seed", 0),
         image_score=options.get("image_score") or PatchCoreSettings.image_score, sigma=options.get("sigma", 4.0),
-        coreset_method=options.get("coreset_method", "two-stage")))
+        coreset_method=options.get("coreset_method", "two-stage"), bank_index=options.get("bank_index", "auto")))
 
 
 def build_exdd(features: FeatureConfig, options: dict) -> Detector:
@@ -45,7 +45,8 @@ def build_exdd(features: FeatureConfig, options: dict) -> Detector:
                             image_score=options.get("exdd_image_score", ExddSettings.image_score),
                             score=options.get("exdd_score", ExddSettings.score),
                             positive_patches=options.get("positive_patches", "masked"),
-                            min_mask_fraction=options.get("min_mask_fraction", 0.9))
+                            min_mask_fraction=options.get("min_mask_fraction", 0.9),
+                            bank_index=options.get("bank_index", "auto"))
     detector = ExDD(features, settings, defects=options.get("defects", ()))
     detector.synthesis_info = options.get("synthesis_info", {})
     return detector
