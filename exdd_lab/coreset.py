@@ -32,7 +32,11 @@ Taught in ``notebooks/02_negative_only_baselines.ipynb``.
 """
 from __future__ import annotations
 
-from typing import Iterable
+import contextlib
+import itertools
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -40,6 +44,7 @@ import torch
 from exdd_lab.components.projection import gaussian_projection
 from exdd_lab.components.registry import Registry
 from exdd_lab.errors import SettingsError
+from exdd_lab.storage import cache_root
 
 
 FINAL_STAGE_BUDGET = 6e10  # multiply-adds of the final greedy pass: about 10 s on two cores
@@ -227,7 +232,9 @@ class TwoStageCoreset:
 
 @CORESET_METHODS.register("exact")
 class ExactCoreset:
-    """The textbook greedy over all items at once (the reference selection; slower, all features in memory)."""
+    """The textbook greedy over all items at once (the reference selection; slower). Every step touches every
+    item, so all features must persist: they are written, chunk by chunk, to a disk-backed array in the kit's
+    cache (:func:`feature_scratch`), which the operating system may page out, and removed when it returns."""
 
     description = "exact greedy"
 
@@ -236,11 +243,39 @@ class ExactCoreset:
 
     def run(self, chunks: Iterable[torch.Tensor], n_total: int, k: int) -> tuple[torch.Tensor, np.ndarray]:
         """Same contract as :meth:`TwoStageCoreset.run`; positions are sorted, so items stay in input order."""
-        x = torch.cat([c.reshape(-1, c.shape[-1]).float() for c in chunks])
-        if k >= len(x):
-            return x, np.arange(len(x))
-        keep = np.sort(greedy_coreset(x, k, self.projection_dim, self.seed, method="exact"))
-        return x[torch.from_numpy(keep)].contiguous(), keep
+        chunks = iter(chunks)
+        first = next(chunks, None)
+        if first is None:
+            raise ValueError("no features were given to the coreset")
+        with feature_scratch(n_total, first.shape[-1]) as store:
+            filled = 0
+            for chunk in itertools.chain([first], chunks):
+                chunk = chunk.reshape(-1, chunk.shape[-1]).float().numpy()
+                store[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
+            if filled != n_total:
+                raise ValueError(f"the coreset was promised {n_total} features and given {filled}")
+            x = torch.from_numpy(store)
+            if k >= len(x):
+                return x.clone(), np.arange(len(x))
+            keep = np.sort(greedy_coreset(x, k, self.projection_dim, self.seed, method="exact"))
+            return x[torch.from_numpy(keep)].clone(), keep
+
+
+@contextlib.contextmanager
+def feature_scratch(n: int, dim: int) -> Iterator[np.ndarray]:
+    """A disk-backed ``(n, dim)`` float32 array (numpy memmap) in ``<cache>/scratch``, removed on leaving."""
+    folder = cache_root() / "scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=folder, prefix="features-", suffix=".f32", delete=False)
+    handle.close()
+    path = Path(handle.name)
+    try:
+        store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+        yield store
+        del store
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def coverage_radius(features: torch.Tensor | np.ndarray, chosen: np.ndarray, chunk: int = 65536) -> float:
