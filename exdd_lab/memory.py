@@ -42,6 +42,7 @@ class MemoryBank:
         self._items = torch.empty(0, self.dim)
         self._index: faiss.Index | None = None
         self._index_built: str | None = None
+        self._flat: faiss.Index | None = None  # exact index beside an approximate one (refine_worst)
 
     @property
     def index_in_use(self) -> str:
@@ -80,7 +81,7 @@ class MemoryBank:
         """Append features ``(M, C)`` or patch grids ``(N, h, w, C)``."""
         features = self._check_dim(features, "added features")
         self._items = torch.cat([self._items, features.contiguous()]) if len(self) else features.contiguous().clone()
-        self._index = self._index_built = None
+        self._index = self._index_built = self._flat = None
         return self
 
     def subsample(self, ratio: float, seed: int = 0, projection_dim: int | None = DEFAULT_PROJECTION) -> np.ndarray:
@@ -89,7 +90,7 @@ class MemoryBank:
             raise BankError("cannot subsample an empty memory bank", "add features first")
         keep = greedy_coreset(self._items, coreset_size(len(self), ratio), projection_dim, seed)
         self._items = self._items[torch.from_numpy(np.sort(keep))].contiguous()
-        self._index = self._index_built = None
+        self._index = self._index_built = self._flat = None
         self.metadata["coreset"] = {"ratio": ratio, "seed": seed, "projection_dim": projection_dim}
         return keep
 
@@ -106,6 +107,43 @@ class MemoryBank:
         """Euclidean distances ``(Q, k)`` (ascending) and item indices ``(Q, k)`` of each query's k nearest items."""
         q = self._check_dim(queries, "query features")
         return knn(q, self.index(), min(k, len(self)) if len(self) else k)
+
+    def refine_worst(self, queries: torch.Tensor | np.ndarray, distances: np.ndarray, indices: np.ndarray,
+                     start: int = 8) -> int:
+        """Make each group's largest distance exact after an approximate search; returns how many queries were
+        searched again exactly.
+
+        ``queries (n, P, C)`` are ``n`` images' patches, ``distances``/``indices (n, P)`` their nearest-item answers
+        from :meth:`search` (updated in place). An approximate index can only overestimate a distance, so the
+        image's ``start`` highest patches are searched exactly; when the largest exact one is at least every
+        remaining approximate distance (an upper bound on its exact value), it is the true maximum, else twice as
+        many are refined. PatchCore's image score (the largest patch distance) is then the exact search's, whatever
+        the index; with an exact index nothing is done."""
+        if self.exact or not distances.size:
+            return 0
+        queries = torch.as_tensor(queries).reshape(distances.shape[0], distances.shape[1], -1)
+        refined = np.zeros(distances.shape, bool)
+        todo, top, searched = np.arange(distances.shape[0]), start, 0
+        while len(todo):
+            order = np.argsort(-distances[todo], axis=1, kind="stable")[:, :top]
+            rows = np.repeat(todo, order.shape[1])
+            cols = order.ravel()
+            new = ~refined[rows, cols]
+            rows, cols = rows[new], cols[new]
+            if len(rows):
+                d, i = knn(queries[torch.from_numpy(rows), torch.from_numpy(cols)], self._exact_index(), 1)
+                distances[rows, cols], indices[rows, cols], refined[rows, cols] = d[:, 0], i[:, 0], True
+                searched += len(rows)
+            exact_max = np.where(refined[todo], distances[todo], -np.inf).max(1)
+            bound = np.where(refined[todo], -np.inf, distances[todo]).max(1)
+            todo, top = todo[exact_max < bound], top * 2
+        return searched
+
+    def _exact_index(self) -> faiss.Index:
+        """An exact index over the items (for :meth:`refine_worst` beside an approximate one), built on first use."""
+        if self._flat is None:
+            self._flat = build_index(self._items.numpy(), "flat")[0]
+        return self._flat
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:

@@ -67,6 +67,7 @@ def test_every_registered_layout_is_documented_and_offered():
 
 
 def test_readme_lists_exactly_the_registered_choices():
+    from exdd_lab.bank_index import BANK_INDEXES
     from exdd_lab.coreset import CORESET_METHODS
     from exdd_lab.methods import exdd, patchcore, student_teacher
     from exdd_lab.positive_patches import POSITIVE_PATCHES
@@ -76,7 +77,7 @@ def test_readme_lists_exactly_the_registered_choices():
     registries = {"--coreset-method": CORESET_METHODS, "--image-score": patchcore.IMAGE_SCORES,
                   "--exdd-score": exdd.VARIANTS, "--exdd-image-score": exdd.IMAGE_SCORES,
                   "--positive-patches": POSITIVE_PATCHES, "--map-source": student_teacher.MAP_SOURCES,
-                  "--generator": GENERATORS}
+                  "--generator": GENERATORS, "--bank-index": BANK_INDEXES}
     for flag, registry in registries.items():
         listed = [m.split("|") for m in re.findall(rf"\[{flag} ([\w|-]+)\]", text) if "|" in m]
         assert listed, f"README lists no choices for {flag}"

@@ -196,3 +196,26 @@ def test_exact_coreset_keeps_features_on_disk_and_removes_them(tmp_path, monkeyp
     with pytest.raises(ValueError, match="promised 4000 features and given 3000"):
         ExactCoreset(None).run(iter(chunks), 4000, 60)
     assert list((tmp_path / "scratch").iterdir()) == []  # also after a failure
+
+
+@pytest.mark.parametrize("name", ["ivf", "hnsw"])
+def test_refining_makes_each_images_largest_distance_exact(name):
+    from exdd_lab.bank_index import HnswIndex, IvfIndex
+
+    x = clustered(6000, 16, seed=9)
+    exact = MemoryBank(16, index="flat").add(x[1000:])
+    approx = MemoryBank(16, index=name).add(x[1000:])
+    # a deliberately poor approximate index (one list probed, a narrow beam) so that it misses often
+    approx._index = (IvfIndex(nprobe=1) if name == "ivf" else HnswIndex(links=4, ef_construction=8, ef_search=1)).build(
+        x[1000:].numpy())
+    approx._index_built = name
+    queries = (x[:1000] * 1.3).reshape(20, 50, 16)  # 20 "images" of 50 patches, some far from the bank
+    true_d, _ = exact.search(queries.reshape(-1, 16))
+    true_max = true_d[:, 0].reshape(20, 50).max(1)
+    d, i = approx.search(queries.reshape(-1, 16))
+    d, i = d[:, 0].reshape(20, 50).copy(), i[:, 0].reshape(20, 50).copy()
+    assert (d >= true_d[:, 0].reshape(20, 50) - 1e-4).all() and not np.allclose(d.max(1), true_max)  # misses happen
+    searched = approx.refine_worst(queries, d, i, start=2)
+    assert np.allclose(d.max(1), true_max, atol=1e-4)  # every image's largest distance is now the exact one
+    assert 0 < searched < 1000  # fewer than all patches were searched again
+    assert exact.refine_worst(queries, d.copy(), i.copy()) == 0  # nothing to do for an exact index

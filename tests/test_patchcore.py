@@ -129,3 +129,23 @@ def test_exact_coreset_method_builds_a_bank_of_the_same_size_and_quality(tiny):
     assert abs(auroc(labels, exact.predict(tiny.test).scores) - auroc(labels, fast.predict(tiny.test).scores)) <= 0.05
     with pytest.raises(ValueError, match="unknown coreset method 'random'"):
         PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_method="random")).fit(tiny.train)
+
+
+def test_an_approximate_bank_gives_the_exact_image_scores_and_saves_its_index(tiny, tmp_path, monkeypatch):
+    """A deliberately poor index (HNSW with 2 links, a beam of 1) misses many nearest items, so its patch scores
+    differ from exact search; the image score (the largest patch distance) is still the exact one, and a saved
+    and loaded detector answers exactly as the fitted one."""
+    from exdd_lab.bank_index import BANK_INDEXES, HnswIndex
+
+    monkeypatch.setitem(BANK_INDEXES._items, "hnsw", lambda: HnswIndex(links=2, ef_construction=4, ef_search=1))
+    exact = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.5, bank_index="flat")).fit(tiny.train)
+    approx = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.5, bank_index="hnsw")).fit(tiny.train)
+    p_exact, p_approx = exact.predict(tiny.test), approx.predict(tiny.test)
+    assert approx.bank.index_in_use == "hnsw" and approx.describe()["bank_index"] == "hnsw"
+    assert (p_approx.patch_scores >= p_exact.patch_scores - 1e-4).all()
+    assert not np.allclose(p_approx.patch_scores, p_exact.patch_scores), "the poor index should miss some neighbours"
+    np.testing.assert_allclose(p_approx.scores, p_exact.scores, rtol=1e-5)
+    approx.save(tmp_path / "model")
+    loaded = PatchCore.load(tmp_path / "model")
+    assert loaded.bank.index_in_use == "hnsw"
+    np.testing.assert_array_equal(loaded.predict(tiny.test).patch_scores, p_approx.patch_scores)

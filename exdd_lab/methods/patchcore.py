@@ -137,11 +137,13 @@ class PatchCore:
         for feats in feature_groups:
             n, c = feats.shape[0], feats.shape[-1]
             dist, idx = self.bank.search(feats.reshape(-1, c), k=1)
-            patch_scores[done : done + n] = dist[:, 0].reshape(n, g, g)
-            nn_index[done : done + n] = idx[:, 0].reshape(n, g, g)
+            dist, idx = dist[:, 0].reshape(n, g * g), idx[:, 0].reshape(n, g * g)
+            self.bank.refine_worst(feats.reshape(n, g * g, c), dist, idx)  # exact image scores under an approximate index
+            patch_scores[done : done + n] = dist.reshape(n, g, g)
+            nn_index[done : done + n] = idx.reshape(n, g, g)
             if self.settings.image_score == "reweighted":
                 reweighted[done : done + n] = self.reweighted_scores(
-                    feats.reshape(n, g * g, c), patch_scores[done : done + n].reshape(n, -1), idx[:, 0].reshape(n, -1))
+                    feats.reshape(n, g * g, c), patch_scores[done : done + n].reshape(n, -1), idx)
             done += n
         size = self.input_size
         maps = np.empty((n_images, size, size) if keep_maps else (0, size, size), np.float32)
