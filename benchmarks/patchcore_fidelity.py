@@ -50,6 +50,12 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
                       "textbook greedy over all patches on a 128-d projection (reference code)"),
     "coreset-projection-128": ({}, {"coreset_projection": 128}, "two-stage greedy on a 128-d projection (old default)"),
     "coreset-10pct": ({}, {"coreset_ratio": 0.1}, "10% bank (the paper's MTD number is PatchCore-10%)"),
+    "index-ivf": ({}, {"bank_index": "ivf"}, "approximate search, IVF (reference: exact)"),
+    "index-hnsw": ({}, {"bank_index": "hnsw"}, "approximate search, HNSW (reference: exact)"),
+    "index-flat": ({}, {"bank_index": "flat"}, "exact search forced (the default is exact at these bank sizes)"),
+    "coreset-10pct-flat": ({}, {"coreset_ratio": 0.1, "bank_index": "flat"}, "10% bank, exact search"),
+    "coreset-10pct-ivf": ({}, {"coreset_ratio": 0.1, "bank_index": "ivf"}, "10% bank, IVF search"),
+    "coreset-10pct-hnsw": ({}, {"coreset_ratio": 0.1, "bank_index": "hnsw"}, "10% bank, HNSW search"),
 }
 #: Knobs that may buy quality (not deviations from the reference): measured with --variants NAME,...
 QUALITY_VARIANTS: dict[str, tuple[dict, dict, str]] = {
