@@ -14,7 +14,8 @@ its own: fit (decode, forward, cache writes, coreset), then predict the data set
 Configurations: ``default`` (1% bank, two-stage greedy, ``auto`` index); ``exact`` (the reference code's
 textbook greedy on a 128-d projection, only where affordable: N <= --exact-max); ``wide`` (the two-stage greedy
 with a 20x larger final-pass budget: the stronger reference where the exact greedy is not affordable);
-``ratio10`` (a 10% bank). For every row the fitted bank is also searched with each index strategy forced
+``ratio10`` (a 10% bank); ``no-final-pass`` (the default before the grouped final pass: above the budget the
+oversampling shrank, down to no final pass). For every row the fitted bank is also searched with each index strategy forced
 (flat, ivf, hnsw; cached test features, so only the search differs): recall of the exact nearest item, search
 milliseconds per image and the change in image AUROC, pixel AUROC and AUPRO.
 
@@ -43,6 +44,7 @@ CONFIGS = {
     "exact": {"coreset_method": "exact", "coreset_projection": 128},
     "wide": {"final_budget_scale": 20.0},
     "ratio10": {"coreset_ratio": 0.1},
+    "no-final-pass": {"final_group_candidates": None},
 }
 
 
@@ -112,6 +114,8 @@ def measure_row(spec: dict) -> dict:
     settings = dict(CONFIGS[spec["config"]])
     if "final_budget_scale" in settings:
         coreset.FINAL_STAGE_BUDGET *= settings.pop("final_budget_scale")
+    if "final_group_candidates" in settings:
+        coreset.FINAL_GROUP_CANDIDATES = settings.pop("final_group_candidates")
     train = [Sample(p, 0) for p in training_paths(spec["dataset"], spec["n"], Path(spec["scratch"]), spec["seed"])]
     model = PatchCore(FeatureConfig(), PatchCoreSettings(seed=spec["seed"], **settings))
     start = time.perf_counter()

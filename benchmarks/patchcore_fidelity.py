@@ -109,7 +109,7 @@ def measure(dataset_name: str, variant: str, seed: int) -> dict | None:
     m = run_evaluation(method, ds, seed=seed)
     return {"dataset": dataset_name, "variant": variant, "seed": seed, "n_train": m["n_train"], "n_test": m["n_test"],
             **{k: m[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "fit_s", "predict_s")},
-            "bank_patches": m["bank_patches"], "wall_s": round(time.perf_counter() - start, 1)}
+            "bank_patches": m["bank_patches"], "bank_index": m.get("bank_index"), "wall_s": round(time.perf_counter() - start, 1)}
 
 
 def summary(rows: list[dict], variants: list[str], datasets: list[str]) -> None:

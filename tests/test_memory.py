@@ -219,3 +219,19 @@ def test_refining_makes_each_images_largest_distance_exact(name):
     assert np.allclose(d.max(1), true_max, atol=1e-4)  # every image's largest distance is now the exact one
     assert 0 < searched < 1000  # fewer than all patches were searched again
     assert exact.refine_worst(queries, d.copy(), i.copy()) == 0  # nothing to do for an exact index
+
+
+def test_a_grouped_final_pass_keeps_k_and_covers_better_than_no_final_pass(monkeypatch):
+    import exdd_lab.coreset as cs
+
+    x = clustered(20000, 16, seed=11)
+    monkeypatch.setattr(cs, "FINAL_STAGE_BUDGET", 1.0)  # a global final pass is never affordable here
+    picked = {}
+    for groups in (None, 2000):
+        stream = cs.StreamingCoreset(len(x), 500, 16, projection_dim=None, seed=0, group_candidates=groups)
+        assert stream.grouped == bool(groups) and stream.final_pass == bool(groups)
+        for part in torch.split(x, 1000):
+            stream.add(part)
+        picked[groups] = stream.finish_indices()
+        assert len(picked[groups]) == 500 and len(np.unique(picked[groups])) == 500
+    assert coverage_radius(x, picked[2000]) < 0.8 * coverage_radius(x, picked[None])
