@@ -18,7 +18,7 @@ What makes it fast here:
    square of the training set; above ``FINAL_STAGE_BUDGET`` it runs instead on groups of
    ``FINAL_GROUP_CANDIDATES`` candidates in stream order, each keeping 1/oversample of its own, so the
    cost grows linearly. (Before, the oversampling shrank to fit the budget, down to no final pass at
-   all: at 4,000 MTD images that lost 0.02 image AUROC and 0.04 pixel AUROC against a full final pass;
+   all: at 4,000 MTD images that lost 0.020 image AUROC and 0.045 pixel AUROC against a full final pass;
    the grouped pass came within 0.003 / 0.009 of it at a quarter of its time.) :class:`StreamingCoreset`
    runs the stages on chunks that arrive one at a time (PatchCore's fit streams image groups through it);
 2. optionally, selection on a seeded random projection to ``projection_dim`` dimensions (PatchCore's
@@ -58,7 +58,7 @@ DEFAULT_CHUNK_PATCHES = 4096
 #: Candidates per group of the grouped final pass (about 800 images' worth at a 1% bank): each group costs
 #: ``FINAL_GROUP_CANDIDATES**2 / oversample * d`` multiply-adds, about 4e10 (some 13 s on two cores). None: no
 #: groups, the old behaviour (oversampling shrinks to fit FINAL_STAGE_BUDGET, down to no final pass), which lost
-#: 0.020 image AUROC, 0.037 pixel AUROC and 0.029 AUPRO at 4,000 MTD images (benchmarks/README.md, "Cost growth").
+#: 0.020 image AUROC, 0.045 pixel AUROC and 0.031 AUPRO at 4,000 MTD images (benchmarks/README.md, "Cost growth").
 FINAL_GROUP_CANDIDATES: int | None = 32_768
 DEFAULT_OVERSAMPLE = 4.0
 #: Selection on the full features (None) or on a random projection to this many dimensions. The reference
