@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # which trains the DDPM and the student-teacher and sweeps synthetic-defect counts (about an hour from an empty cache on MTD).
 RUN_ARGS ?= --fast
 
-.PHONY: setup run test test-main test-numerics test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-archive bench-sequence clean-cache
+.PHONY: setup run test test-main test-numerics test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-archive bench-cost bench-sequence clean-cache
 
 setup: $(STAMP)
 
@@ -70,6 +70,10 @@ bench-student-teacher: setup
 ## Archives of 1,000 / 5,000 / 20,000 MTD images (hard links in a scratch folder), both engines, against the scoring floor.
 bench-archive: setup
 	$(PY) benchmarks/archive_scale.py --nodes $(BENCH_ARGS)
+
+## Fit / predict / memory against 250 ... 16,000 training images, coreset quality, index fidelity (about 90 min; 16 GB scratch)
+bench-cost: setup
+	$(PY) benchmarks/cost_growth.py $(BENCH_ARGS)
 
 ## The whole notebook sequence against its targets (small <= 10 min, full <= 60 min): BENCH_ARGS="--full --data ../shared/data/mtd --layout mtd"
 bench-sequence: setup

@@ -306,10 +306,14 @@ class ExactCoreset:
 
 @contextlib.contextmanager
 def feature_scratch(n: int, dim: int) -> Iterator[np.ndarray]:
-    """A disk-backed ``(n, dim)`` float32 array (numpy memmap) in ``<cache>/scratch``, removed on leaving."""
-    folder = cache_root() / "scratch"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix="features-", suffix=".f32", delete=False)
+    """A disk-backed ``(n, dim)`` float32 array (numpy memmap) in ``<cache>/scratch`` (the system's temporary
+    folder when the cache cannot be written), removed on leaving, also after an error."""
+    try:
+        folder = cache_root() / "scratch"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=folder, prefix="features-", suffix=".f32", delete=False)
+    except OSError:  # a read-only cache: the system's temporary folder instead
+        handle = tempfile.NamedTemporaryFile(prefix="exdd-features-", suffix=".f32", delete=False)
     handle.close()
     path = Path(handle.name)
     try:
