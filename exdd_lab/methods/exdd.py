@@ -175,6 +175,7 @@ class ExDD:
         self.positive = MemoryBank(self.extractor.feature_dim, dict(self.feature_metadata(), bank="positive"),
                                    st.bank_index, st.seed).add(feats)
         self.positive_sources = sources
+        self.positive.index()  # built while fitting, like the negative bank's
         self._support.pop("positive", None)
         self.normal_stats = self._measure_normals()
         return self

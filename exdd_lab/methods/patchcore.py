@@ -104,6 +104,7 @@ class PatchCore:
         self.bank = MemoryBank(self.extractor.feature_dim, self.feature_metadata(), st.bank_index, st.seed).add(items)
         self.bank.metadata["coreset"] = {"ratio": st.coreset_ratio, "seed": st.seed, "projection_dim": st.coreset_projection,
                                          "method": sampler.description, "chunk_images": st.chunk_images}
+        self.bank.index()  # an approximate index is trained here (seconds at 160k items): fitting pays, not the first prediction
         return self
 
     @property
