@@ -138,7 +138,7 @@ def measure_row(spec: dict) -> dict:
     queries = feats.reshape(-1, feats.shape[-1])
     truth = None
     for name in INDEXES:
-        model.bank.index_type, model.bank._index, model.bank._index_built = name, None, None
+        model.bank.use_index(name)
         start = time.perf_counter()
         model.bank.index()
         build_s = time.perf_counter() - start

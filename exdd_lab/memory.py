@@ -54,6 +54,14 @@ class MemoryBank:
         """Whether a search returns the true nearest items (the index in use is exact)."""
         return bool(strategy(self.index_in_use).exact)
 
+    def use_index(self, name: str) -> MemoryBank:
+        """Search with strategy ``name`` from now on (the index is rebuilt on the next search): to compare
+        exact and approximate search on one bank."""
+        BANK_INDEXES.check(name)
+        self.index_type = name
+        self._index = self._index_built = None
+        return self
+
     # ------------------------------------------------------------------ contents
     @property
     def items(self) -> torch.Tensor:

@@ -111,6 +111,7 @@ def test_approximate_index_finds_exact_neighbours_mostly_and_never_closer(name):
     assert (i_exact[:, 0] == i_approx[:, 0]).mean() > 0.9
     assert (d_approx >= d_exact - 1e-4).all()  # a missed neighbour can only make a distance larger
     assert approx.index_in_use == name and not approx.exact and exact.exact
+    assert exact.use_index(name).index_in_use == name and np.array_equal(exact.search(q, k=3)[1], i_approx)
     with pytest.raises(BankError, match="unknown bank index 'kdtree'"):
         MemoryBank(4, index="kdtree")
 
