@@ -173,7 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         savable = ", ".join(name for name, entry in METHODS.items() if entry.saved_as)
         raise ExddError(f"method {args.method} cannot be saved", f"save one of {savable} (--method), or drop --save-model")
     print(f"{args.method} on {ds!r}\nweights: {method.describe().get('weights_source')}")
-    result = run_evaluation(method, ds, args.out, seed=args.seed, progress=True)
+    result = run_evaluation(method, ds, args.out, seed=args.seed, progress=True, bootstrap=_bootstrap(args))
     if args.save_model:
         from exdd_lab.methods.persistence import threshold_record
 
@@ -183,6 +183,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     keys = RANKING_METRICS + PRECISION_METRICS + ("f1_max",) + TIMING_METRICS
     keys += tuple(k for k in result if k.startswith(("head_", "discrepancy_")))
     print("  ".join(f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in keys))
+    if result.get("intervals"):
+        from exdd_lab.uncertainty import format_interval
+
+        level = round(100 * result["interval_settings"]["level"])
+        print(f"{level} % intervals (bootstrap over test images): " + "  ".join(
+            f"{k} {format_interval(result.get(k), v)}" for k, v in result["intervals"].items() if v))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'scores.csv'}")
     from exdd_lab.published import format_comparison, published_numbers
 
@@ -217,6 +223,21 @@ def _exdd_defects(args: argparse.Namespace, ds, options: dict):
     return ds, options
 
 
+def _add_interval_args(p: argparse.ArgumentParser) -> None:
+    from exdd_lab.uncertainty import INTERVAL_METHODS
+
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="resamples of the test images behind every metric's 95%% interval (default 1000; 0 = none)")
+    p.add_argument("--interval-method", choices=INTERVAL_METHODS, default="percentile",
+                   help="bootstrap interval: percentile (default) or bca (bias-corrected and accelerated)")
+
+
+def _bootstrap(args: argparse.Namespace):
+    from exdd_lab.uncertainty import BootstrapSettings
+
+    return BootstrapSettings(resamples=args.bootstrap, method=args.interval_method, seed=args.seed)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Several methods on ONE split: each method's metrics.json + scores.csv, the per-image results
     table, the failure ranking, the disagreements and a static gallery of the failure cases."""
@@ -244,12 +265,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
                "epochs": args.epochs, "model_dir": args.model_dir, "min_mask_fraction": args.min_mask_fraction}
     methods = compared_methods(names, features, ds.train, options, exdd_defects=args.exdd_synthetic, progress=True)
     print(f"comparing {', '.join(names)} on {ds!r}")
-    comparison = compare_methods(methods, ds, progress=True)
+    comparison = compare_methods(methods, ds, progress=True, bootstrap=_bootstrap(args))
     gallery = write_comparison(comparison, args.out, k=args.k, seed=args.seed)
     overall = comparison.table
     columns = [c for c in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "FN_f1", "FP_f1", "FN_normal_only",
                            "FP_normal_only") if c in overall.columns]
     print(overall[columns].round(3).to_string())
+    if not comparison.paired.empty:
+        from exdd_lab.paired_tests import format_paired
+
+        print("\npaired differences on the same test images (first minus second; DeLong for image AUROC, paired "
+              "bootstrap otherwise" + ("; p Holm-adjusted" if len(names) > 2 else "") + "):")
+        print(format_paired(comparison.paired))
     print(f"wrote {args.out}/<method>/metrics.json + scores.csv, results.csv/.parquet (one row per image and method), "
           f"methods.csv, failures.csv, disagreements.csv and gallery/ ({len(list(gallery.glob('*.png')))} figures)")
     return 0
@@ -361,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (any method; with its normal-only threshold when measured)")
     g.add_argument("--positive-patches", choices=POSITIVE_PATCHES.names(), default="masked",
                    help="masked defect patches (default) or every patch of a tight crop (ExDD's original)")
+    _add_interval_args(p)
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("compare", help="several methods on one split: metrics per method, the per-image results "
                                        "table, failure ranking, disagreements and a gallery of failure cases")
@@ -383,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "out of training (default 50; 0 = none)")
     p.add_argument("--k", type=int, default=3, help="cases per method and kind in failures.csv and the gallery")
     p.add_argument("--out", required=True, help="output folder")
+    _add_interval_args(p)
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("score", help="score an archive (folder tree, glob or list file) with a saved detector: "
                                      "streaming, resumable, local or on Ray")

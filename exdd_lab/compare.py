@@ -5,12 +5,13 @@ training defects also fill ExDD's positive bank); :func:`compare_methods` fits e
 normals and scores the test split (and the held-out normals, for normal-only thresholds);
 :func:`write_comparison` writes what the command line promises: ``<method>/metrics.json`` and
 ``scores.csv`` per method, the per-image ``results.csv``/``.parquet``, ``methods.csv``, ``failures.csv``,
-``disagreements.csv`` and a static ``gallery/`` of failure cases.
+``disagreements.csv``, ``paired.csv`` (every pair of methods: difference, interval, p-value) and a static
+``gallery/`` of failure cases.
 Taught in ``notebooks/06_failure_case_analysis.ipynb``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -23,6 +24,7 @@ from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.base import Detector, Prediction
 from exdd_lab.methods.registry import METHODS, build_method
 from exdd_lab.results import ResultSet
+from exdd_lab.uncertainty import BootstrapSettings
 
 
 @dataclass
@@ -35,7 +37,9 @@ class Comparison:
     normal_scores: dict[str, np.ndarray]
     timings: dict[str, dict]
     results: ResultSet
-    table: pd.DataFrame  # headline metrics, then the per-image summary (recall and false alarms per threshold)
+    table: pd.DataFrame  # headline metrics, the per-image summary, then each metric's interval (<metric>_low/_high)
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # every pair of methods: differences, p-values
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
 
 
 def compared_methods(names: Sequence[str], features: FeatureConfig, train: Sequence[Sample], options: dict,
@@ -67,15 +71,31 @@ def compared_methods(names: Sequence[str], features: FeatureConfig, train: Seque
     return {name: methods[name] if name in methods else build_method(name, features, options) for name in names}
 
 
-def compare_methods(methods: dict[str, Detector], dataset: DefectDataset, progress: bool = False) -> Comparison:
-    """Fit every method on ``dataset.train``, score its test split, and tabulate the results."""
-    from exdd_lab.evaluation import method_table, predict_split
+def compare_methods(methods: dict[str, Detector], dataset: DefectDataset, progress: bool = False,
+                    bootstrap: BootstrapSettings | None = None) -> Comparison:
+    """Fit every method on ``dataset.train``, score its test split, tabulate the results and test every pair
+    of methods on the same images (:func:`~exdd_lab.paired_tests.paired_comparisons`; ``bootstrap``:
+    its resamples, default 1,000)."""
+    from exdd_lab.evaluation import evaluation_sample, method_table, predict_split
+    from exdd_lab.paired_tests import paired_comparisons
     from exdd_lab.results import build_results, method_summary
+    from exdd_lab.uncertainty import bootstrap_intervals, interval_frame
 
+    bootstrap = bootstrap if bootstrap is not None else BootstrapSettings()
     predictions, normal_scores, timings = predict_split(methods, dataset, progress=progress)
     results = build_results(dataset.test, predictions, normal_scores)
-    table = method_table(dataset, predictions).join(method_summary(results.table).drop(columns="image_auroc"))
-    return Comparison(dataset, methods, predictions, normal_scores, timings, results, table)
+    metrics = method_table(dataset, predictions)
+    table = metrics.join(method_summary(results.table).drop(columns="image_auroc"))
+    paired = pd.DataFrame()
+    if bootstrap.resamples > 0:
+        samples = {name: evaluation_sample(dataset, p, p.maps.shape[-1], bootstrap.bins, bootstrap.seed)
+                   for name, p in predictions.items()}
+        point = metrics.to_dict(orient="index")
+        bounds = {name: bootstrap_intervals(sample, bootstrap, point[name]) for name, sample in samples.items()}
+        table = table.join(interval_frame(bounds))
+        if len(predictions) > 1:
+            paired = paired_comparisons(samples, bootstrap, point)
+    return Comparison(dataset, methods, predictions, normal_scores, timings, results, table, paired, bootstrap)
 
 
 def write_comparison(comparison: Comparison, out: str | Path, k: int = 3, seed: int = 0) -> Path:
@@ -91,10 +111,10 @@ def write_comparison(comparison: Comparison, out: str | Path, k: int = 3, seed: 
     c = comparison
     for name, method in c.methods.items():
         finish_evaluation(method, c.dataset, c.predictions[name], c.timings[name]["fit_s"], c.timings[name]["predict_s"],
-                          c.normal_scores.get(name), out / name, seed=seed)
+                          c.normal_scores.get(name), out / name, seed=seed, bootstrap=c.bootstrap)
     c.results.save(out)
     for name, frame in (("methods.csv", c.table), ("failures.csv", failure_ranking(c.results.table, k=k)),
-                        ("disagreements.csv", disagreements(c.results.table))):
+                        ("disagreements.csv", disagreements(c.results.table)), ("paired.csv", c.paired)):
         with atomic_write(out / name, "w") as handle:
             frame.to_csv(handle, index=name == "methods.csv")
     gallery = out / "gallery"

@@ -2,7 +2,8 @@
 
 Every method writes the same two files, so methods compare on one split with one command:
 
-- ``metrics.json``: image_auroc, pixel_auroc, aupro, image_ap, pixel_ap, f1_max (+ f1_threshold),
+- ``metrics.json``: image_auroc, pixel_auroc, aupro, image_ap, pixel_ap, f1_max (+ f1_threshold), each
+  with its 95 % bootstrap interval in ``intervals`` (how drawn: ``interval_settings``),
   a normal-only threshold when held-out normals exist, per-defect-type metrics, fit_s, predict_s,
   peak_rss_mb, n_train, n_test, the method's settings, backbone and weights source, seed;
 - ``scores.csv``: one row per test image (path, label, defect type, score, decisions).
@@ -24,6 +25,7 @@ from exdd_lab.data.records import DefectDataset
 from exdd_lab.methods.base import Detector, HasAlternatives, Prediction
 from exdd_lab.metrics import NORMAL_GROUP, PixelHistogram, evaluate, normal_only_threshold, per_type_table
 from exdd_lab.storage import atomic_write, atomic_write_json
+from exdd_lab.uncertainty import BootstrapSettings, EvaluationSample, ImageHistograms, bootstrap_intervals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,48 +44,82 @@ def _clean(value):
     return value
 
 
-def evaluate_prediction(dataset: DefectDataset, prediction: Prediction, image_size: int) -> tuple[dict, object]:
+def evaluate_prediction(dataset: DefectDataset, prediction: Prediction, image_size: int,
+                        bootstrap: BootstrapSettings | None = None) -> tuple[dict, object]:
     """Metrics of a prediction on ``dataset.test``: a flat dict and the per-type table.
 
     Pixel metrics use only images whose ground truth is known (normals, and defects with a mask),
     accumulated image by image into one histogram (see :class:`~exdd_lab.metrics.PixelHistogram`).
+    With ``bootstrap`` (and ``resamples > 0``) the dict also holds ``intervals``: ``{metric: [low, high]}``
+    (see :mod:`exdd_lab.uncertainty`).
     """
     test = dataset.test
     labels = np.array([s.label for s in test])
     types = np.array([s.defect_type for s in test])
     ev = evaluate(labels, prediction.scores)
     hist = PixelHistogram(float(prediction.maps.min()), float(prediction.maps.max()))
-    for i, s in enumerate(test):
-        if s.is_defect and s.mask_path is None:
-            continue
-        hist.add(sample_mask(s, image_size),
-                 prediction.maps[i], NORMAL_GROUP if not s.is_defect else s.defect_type)
+    clusters = None
+    if bootstrap is not None and bootstrap.resamples > 0:
+        clusters = ImageHistograms(ImageHistograms.edges_for(prediction.maps, bootstrap.bins, seed=bootstrap.seed),
+                                   len(test))
+    for i, s, mask in _ground_truth(dataset, image_size):
+        hist.add(mask, prediction.maps[i], NORMAL_GROUP if not s.is_defect else s.defect_type)
+        if clusters is not None:
+            clusters.add(i, mask, prediction.maps[i])
     ev.set_pixels(hist.metrics())
     table = per_type_table(labels, prediction.scores, types, hist=hist)
-    return ev.as_dict(), table
+    metrics = ev.as_dict()
+    if clusters is not None:
+        sample = EvaluationSample(labels, prediction.scores, clusters)
+        metrics["intervals"] = bootstrap_intervals(sample, bootstrap, metrics)
+        metrics["interval_settings"] = bootstrap.describe()
+    return metrics, table
+
+
+def _ground_truth(dataset: DefectDataset, image_size: int):
+    """``(position, sample, mask)`` for every test image whose ground truth is known."""
+    for i, s in enumerate(dataset.test):
+        if s.is_defect and s.mask_path is None:
+            continue
+        yield i, s, sample_mask(s, image_size)
+
+
+def evaluation_sample(dataset: DefectDataset, prediction: Prediction, image_size: int,
+                      bins: int = 4096, seed: int = 0) -> EvaluationSample:
+    """What the paired tests resample for one method: labels, image scores, per-image pixel histograms."""
+    labels = np.array([s.label for s in dataset.test])
+    clusters = ImageHistograms(ImageHistograms.edges_for(prediction.maps, bins, seed=seed), len(labels))
+    for i, _, mask in _ground_truth(dataset, image_size):
+        clusters.add(i, mask, prediction.maps[i])
+    return EvaluationSample(labels, np.asarray(prediction.scores, np.float64), clusters)
 
 
 def run_evaluation(method: Detector, dataset: DefectDataset, out_dir: str | Path | None = None,
-                   seed: int = 0, progress: bool = False, normal_quantile: float = 0.99) -> dict:
-    """Fit, predict, measure, and (with ``out_dir``) write ``metrics.json`` and ``scores.csv``."""
+                   seed: int = 0, progress: bool = False, normal_quantile: float = 0.99,
+                   bootstrap: BootstrapSettings | None = None) -> dict:
+    """Fit, predict, measure, and (with ``out_dir``) write ``metrics.json`` and ``scores.csv``.
+
+    ``bootstrap``: how the metrics' intervals are drawn (default: 1,000 resamples, 95 %, seeded by ``seed``).
+    """
     if not dataset.train:
         raise ValueError(f"dataset {dataset.name} has no training images")
     predictions, normal_scores, timings = predict_split({method.name: method}, dataset, progress)
     return finish_evaluation(method, dataset, predictions[method.name], timings[method.name]["fit_s"],
                              timings[method.name]["predict_s"], normal_scores.get(method.name), out_dir, seed,
-                             normal_quantile)
+                             normal_quantile, bootstrap)
 
 
 def finish_evaluation(method: Detector, dataset: DefectDataset, prediction: Prediction, fit_s: float, predict_s: float,
                       normal_scores: np.ndarray | None = None, out_dir: str | Path | None = None, seed: int = 0,
-                      normal_quantile: float = 0.99) -> dict:
+                      normal_quantile: float = 0.99, bootstrap: BootstrapSettings | None = None) -> dict:
     """The ``metrics.json`` dict of a fitted method's prediction (and, with ``out_dir``, both files).
 
     ``normal_scores`` (held-out normal images) give the normal-only threshold and its recall and
-    false-alarm rate.
+    false-alarm rate. ``bootstrap``: the intervals' settings (default 1,000 resamples seeded by ``seed``).
     """
     image_size = prediction.maps.shape[-1]
-    metrics, table = evaluate_prediction(dataset, prediction, image_size)
+    bootstrap = bootstrap if bootstrap is not None else BootstrapSettings(seed=seed)
+    metrics, table = evaluate_prediction(dataset, prediction, image_size, bootstrap)
     held_out = normal_scores is not None and len(normal_scores) > 0
     threshold = normal_only_threshold(normal_scores, normal_quantile) if held_out else None
     labels = np.array([s.label for s in dataset.test]).astype(bool)
@@ -105,6 +141,8 @@ def finish_evaluation(method: Detector, dataset: DefectDataset, prediction: Pred
         result["normal_only_recall"] = float(decided[labels].mean()) if labels.any() else None
         result["normal_only_fpr"] = float(decided[~labels].mean()) if (~labels).any() else None
     result = {k: _clean(v) for k, v in result.items()}
+    if result.get("intervals"):
+        result["intervals"] = {k: None if v is None else [_clean(x) for x in v] for k, v in result["intervals"].items()}
     result["per_type"] = [{k: _clean(v) for k, v in row.items()} for row in result["per_type"]]
     if out_dir is not None:
         write_outputs(Path(out_dir), result, dataset, prediction)

@@ -32,12 +32,26 @@ def _descending_counts(labels: np.ndarray, scores: np.ndarray):
     return tp, fp
 
 
-def _auroc_ap_from_counts(tp: np.ndarray, fp: np.ndarray) -> tuple[float, float]:
-    """AUROC (trapezoid, so ties count half) and step-wise AP from cumulative counts at each threshold."""
-    tpr, fpr = np.r_[0, tp] / tp[-1], np.r_[0, fp] / fp[-1]
-    area = float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
-    ap = float(np.sum(np.diff(np.r_[0, tp]) / tp[-1] * tp / np.maximum(tp + fp, 1)))
+def auroc_ap_from_counts(tp: np.ndarray, fp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC (trapezoid, so ties count half) and step-wise AP from cumulative (possibly weighted) counts.
+
+    ``tp, fp``: ``(..., T)``, highest threshold first; every leading row is one curve (the bootstrap
+    passes one row per resample). Repeated points (a threshold that adds nothing) add nothing.
+    """
+    tp, fp = np.asarray(tp, np.float64), np.asarray(fp, np.float64)
+    zero = np.zeros(tp.shape[:-1] + (1,))
+    p, n = tp[..., -1:], fp[..., -1:]
+    tpr, fpr = np.concatenate([zero, tp], -1) / p, np.concatenate([zero, fp], -1) / n
+    area = np.sum(np.diff(fpr, axis=-1) * (tpr[..., 1:] + tpr[..., :-1]) / 2, axis=-1)
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    ap = np.sum(np.diff(np.concatenate([zero, tp], -1), axis=-1) / p * precision, axis=-1)
     return area, ap
+
+
+def f1_max_from_counts(tp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """The best F1 over the thresholds of cumulative counts ``(..., T)``: 2 tp / (predicted + actual)."""
+    tp, fp = np.asarray(tp, np.float64), np.asarray(fp, np.float64)
+    return np.max(2 * tp / np.maximum(tp + fp + tp[..., -1:], 1e-300), axis=-1)
 
 
 def _image_counts(labels, scores) -> tuple[np.ndarray, np.ndarray] | None:
@@ -51,13 +65,13 @@ def _image_counts(labels, scores) -> tuple[np.ndarray, np.ndarray] | None:
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (ties count half); ``nan`` if only one class is present. Equals scikit-learn's."""
     counts = _image_counts(labels, scores)
-    return _auroc_ap_from_counts(*counts)[0] if counts else float("nan")
+    return float(auroc_ap_from_counts(*counts)[0]) if counts else float("nan")
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """Average precision, step-wise as scikit-learn defines it; ``nan`` without both classes."""
     counts = _image_counts(labels, scores)
-    return _auroc_ap_from_counts(*counts)[1] if counts else float("nan")
+    return float(auroc_ap_from_counts(*counts)[1]) if counts else float("nan")
 
 
 def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
@@ -120,10 +134,9 @@ class PixelHistogram:
         idx = np.clip(((score_map.astype(np.float64) - self.lo) * self.scale).astype(np.int64), 0, self.bins - 1)
         g["normal"] += np.bincount(idx[~mask], minlength=self.bins)
         if mask.any():
-            lab, n = ndi.label(mask, structure=np.ones((3, 3), bool))
-            sizes = np.bincount(lab.ravel())
+            overlap, n = region_overlap_weights(mask)
             g["defect"] += np.bincount(idx[mask], minlength=self.bins)
-            g["overlap"] += np.bincount(idx[mask], weights=1.0 / sizes[lab[mask]], minlength=self.bins)
+            g["overlap"] += np.bincount(idx[mask], weights=overlap, minlength=self.bins)
             g["regions"] += n
 
     def metrics(self, groups: list[str] | None = None, fpr_limit: float = 0.3) -> PixelMetrics:
@@ -131,18 +144,11 @@ class PixelHistogram:
         chosen = [self.groups[g] for g in (groups if groups is not None else self.groups) if g in self.groups]
         if not chosen:
             return PixelMetrics()
-        normal = sum(g["normal"] for g in chosen)[::-1]  # highest scores first
-        defect = sum(g["defect"] for g in chosen)[::-1]
-        overlap = sum(g["overlap"] for g in chosen)[::-1]
+        normal = sum(g["normal"] for g in chosen)
+        defect = sum(g["defect"] for g in chosen)
+        overlap = sum(g["overlap"] for g in chosen)
         regions = sum(g["regions"] for g in chosen)
-        occupied = (normal + defect) > 0
-        fp, tp, ov = np.cumsum(normal)[occupied], np.cumsum(defect)[occupied], np.cumsum(overlap)[occupied]
-        if tp.size == 0 or tp[-1] == 0 or fp[-1] == 0:
-            return PixelMetrics()
-        pixel_auroc, pixel_ap = _auroc_ap_from_counts(tp, fp)
-        fpr = np.r_[0, fp] / fp[-1]
-        pro = np.minimum(np.r_[0.0, ov] / regions, 1.0)
-        return PixelMetrics(pixel_auroc, pixel_ap, _area_to_limit(np.minimum(fpr, 1.0), pro, fpr_limit))
+        return PixelMetrics(*(float(v) for v in pixel_metrics_from_counts(normal, defect, overlap, regions, fpr_limit)))
 
     def best_f1(self, groups: list[str] | None = None) -> tuple[float, float]:
         """The best pixel F1 over all bin thresholds, and that threshold (decision: ``map >= threshold``).
@@ -162,6 +168,34 @@ class PixelHistogram:
         edge = self.bins - 1 - best
         threshold = self.lo + edge / self.scale if self.scale > 0 else self.lo
         return float(f1[best]), float(threshold)
+
+
+def region_overlap_weights(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each defect pixel's share of its connected region (``1/|r|``, 8-connectivity), in ``mask``'s
+    pixel order, and the number of regions: what makes every region weigh equally in AUPRO."""
+    lab, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(lab.ravel())
+    return 1.0 / sizes[lab[mask]], int(n)
+
+
+def pixel_metrics_from_counts(normal: np.ndarray, defect: np.ndarray, overlap: np.ndarray, regions,
+                              fpr_limit: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel AUROC, pixel AP and AUPRO from per-bin counts ``(..., bins)`` (lowest score bin first) of
+    normal pixels, defect pixels and region-overlap mass, with ``regions`` regions; every leading row is
+    one histogram (one bootstrap resample). ``nan`` where a row has no defect or no normal pixel."""
+    fp = np.cumsum(np.asarray(normal, np.float64)[..., ::-1], axis=-1)  # highest scores first
+    tp = np.cumsum(np.asarray(defect, np.float64)[..., ::-1], axis=-1)
+    ov = np.cumsum(np.asarray(overlap, np.float64)[..., ::-1], axis=-1)
+    regions = np.asarray(regions, np.float64)
+    valid = (tp[..., -1] > 0) & (fp[..., -1] > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pixel_auroc, pixel_ap = auroc_ap_from_counts(tp, fp)
+        zero = np.zeros(fp.shape[:-1] + (1,))
+        fpr = np.minimum(np.concatenate([zero, fp], -1) / fp[..., -1:], 1.0)
+        pro = np.minimum(np.concatenate([zero, ov], -1) / np.maximum(regions, 1e-300)[..., None], 1.0)
+        area = area_to_limit(fpr, pro, fpr_limit)
+    nan = np.float64("nan")
+    return np.where(valid, pixel_auroc, nan), np.where(valid, pixel_ap, nan), np.where(valid, area, nan)
 
 
 def pixel_histogram(masks: np.ndarray, maps: np.ndarray, groups: list[str] | None = None,
@@ -186,16 +220,17 @@ def pixel_metrics(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -
     return pixel_histogram(masks, maps).metrics(fpr_limit=fpr_limit)
 
 
-def _area_to_limit(fpr: np.ndarray, pro: np.ndarray, limit: float) -> float:
-    """Trapezoid area under ``pro(fpr)`` from 0 to ``limit`` (interpolating the crossing), over ``limit``."""
-    end = np.searchsorted(fpr, limit, side="right")
-    xs, ys = fpr[:end], pro[:end]
-    if end < len(fpr):
-        x0, x1, y0, y1 = fpr[end - 1], fpr[end], pro[end - 1], pro[end]
-        y_lim = y0 + (y1 - y0) * (limit - x0) / (x1 - x0) if x1 > x0 else y1
-        xs, ys = np.r_[xs, limit], np.r_[ys, y_lim]
-    area = float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
-    return float(np.clip(area / limit, 0.0, 1.0))
+def area_to_limit(fpr: np.ndarray, pro: np.ndarray, limit: float) -> np.ndarray:
+    """Trapezoid area under ``pro(fpr)`` from 0 to ``limit`` over ``limit``; ``fpr`` non-decreasing along the
+    last axis (each leading row one curve). The segment that crosses ``limit`` counts up to it, its end
+    interpolated linearly."""
+    x0, x1, y0, y1 = fpr[..., :-1], fpr[..., 1:], pro[..., :-1], pro[..., 1:]
+    end = np.minimum(x1, limit)
+    width = np.clip(end - x0, 0.0, None)
+    slope = np.divide(y1 - y0, x1 - x0, out=np.zeros_like(y0), where=x1 > x0)
+    y_end = np.where(x1 > limit, y0 + slope * (end - x0), y1)
+    area = np.sum(width * (y0 + y_end) / 2, axis=-1)
+    return np.clip(area / limit, 0.0, 1.0)
 
 
 def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:

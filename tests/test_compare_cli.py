@@ -44,6 +44,19 @@ def test_compare_writes_every_methods_outputs_and_the_results_table(tiny_mvtec, 
     assert (out / "failures.csv").is_file() and (out / "disagreements.csv").is_file()
     assert list((out / "gallery").glob("*.png")), "the gallery has the failure cases as figures"
     assert "results.csv/.parquet" in printed.out
+    # every metric carries its interval; every pair of methods its paired test, DeLong's from the scores
+    from exdd_lab.paired_tests import delong_test
+
+    metrics = json.loads((out / "exdd" / "metrics.json").read_text())
+    low, high = metrics["intervals"]["image_auroc"]
+    assert low <= metrics["image_auroc"] <= high and metrics["interval_settings"]["resamples"] == 1000
+    paired = pd.read_csv(out / "paired.csv")
+    assert len(paired) == 3 * 6 and set(paired["correction"]) == {"Holm"}
+    row = paired[(paired.metric == "image_auroc") & (paired.method_a == "patchcore") & (paired.method_b == "exdd")].iloc[0]
+    a, b = (pd.read_csv(out / n / "scores.csv") for n in ("patchcore", "exdd"))
+    expected = delong_test(a["label"].to_numpy() == 1, a["score"].to_numpy(), b["score"].to_numpy())
+    assert row.p_value == pytest.approx(expected["p_value"]) and row.difference == pytest.approx(expected["difference"])
+    assert "paired differences" in printed.out and "DeLong" in printed.out
 
 
 def test_compare_names_unknown_methods(tiny_mvtec, tmp_path, capsys):

@@ -8,6 +8,7 @@ import pytest
 from exdd_lab.cli import main
 from exdd_lab.data import load_dataset
 from exdd_lab.evaluation import run_evaluation
+from exdd_lab.uncertainty import BootstrapSettings
 from exdd_lab.features import FeatureConfig, extract_features
 from exdd_lab.memory import BankError, MemoryBank
 from exdd_lab.methods import PatchCore, PatchCoreSettings
@@ -70,6 +71,13 @@ def test_run_evaluation_writes_metrics_and_scores(tiny, tmp_path):
     assert len(rows) == 10 and {r["label"] for r in rows} == {"0", "1"}
     flagged = sum(int(r["defect_at_f1_threshold"]) for r in rows)
     assert flagged >= 1
+    for name in ("image_auroc", "image_ap", "f1_max", "pixel_auroc", "pixel_ap", "aupro"):  # each with its interval
+        low, high = saved["intervals"][name]
+        assert low <= saved[name] + 1e-9 and saved[name] - 1e-9 <= high, name
+        assert low < high or saved[name] == 1.0, name  # a perfect split resamples to perfect ones only
+    assert saved["interval_settings"]["seed"] == 0
+    again = run_evaluation(pc, tiny, seed=0, bootstrap=BootstrapSettings(resamples=0))
+    assert "intervals" not in again and again["image_auroc"] == pytest.approx(result["image_auroc"])
 
 
 def test_evaluate_command(tiny, tiny_mvtec, tmp_path, capsys):
