@@ -228,3 +228,27 @@ def variant_auroc_by_type(dataset: DefectDataset, variants: dict[str, np.ndarray
         table = per_type_table(labels, max_patch_score(grid), types)
         columns[name] = table.set_index("defect_type")["image_auroc"]
     return pd.DataFrame(columns)
+
+
+def paired_table(dataset: DefectDataset, predictions: dict[str, Prediction],
+                 bootstrap: BootstrapSettings | None = None) -> "pd.DataFrame":
+    """Every pair of ``predictions`` on ``dataset.test`` tested on the same images (DeLong for image AUROC,
+    paired bootstrap otherwise; Holm over the pairs when more than two): see :mod:`exdd_lab.paired_tests`."""
+    from exdd_lab.paired_tests import paired_comparisons
+
+    bootstrap = bootstrap if bootstrap is not None else BootstrapSettings()
+    samples, point = {}, {}
+    for name, prediction in predictions.items():
+        size = prediction.maps.shape[-1]
+        samples[name] = evaluation_sample(dataset, prediction, size, bootstrap.bins, bootstrap.seed)
+        point[name], _ = evaluate_prediction(dataset, prediction, size)
+    return paired_comparisons(samples, bootstrap, point)
+
+
+def variant_predictions(variants: dict[str, np.ndarray], image_size: int, sigma: float = 4.0) -> dict[str, Prediction]:
+    """Patch-score grids ``(N, h, w)`` of scoring variants as predictions (maps upsampled and smoothed, image
+    score = the largest patch score), as :func:`compare_variants` scores them."""
+    from exdd_lab.scoring import anomaly_maps, max_patch_score
+
+    return {name: Prediction(anomaly_maps(grid, image_size, sigma), max_patch_score(grid), grid)
+            for name, grid in variants.items()}

@@ -277,11 +277,20 @@ def show_nearest_items(image: np.ndarray, pixel: tuple[int, int], nearest: dict[
 
 def plot_count_sweep(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "pixel_auroc")) -> plt.Figure:
     """AUROC against the number of synthetic defects, one line per generator, mean and spread over seeds
-    (``synthetic_count_sweep`` output). Taught in notebook 07."""
+    (``synthetic_count_sweep`` output); where the table has ``<metric>_low``/``_high``, the shaded band is the
+    test split's 95 % bootstrap interval (bounds averaged over seeds), the error bars the seeds' spread.
+    Taught in notebook 07."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         sns.lineplot(data=table, x="count", y=metric, hue="generator", style="real_defects", marker="o",
-                     errorbar="sd", ax=ax)
+                     errorbar="sd", err_style="bars", ax=ax)
+        if {f"{metric}_low", f"{metric}_high"} <= set(table.columns):
+            colours = dict(zip(table["generator"].unique(), sns.color_palette()))
+            bands = table.groupby(["generator", "real_defects", "count"])[[f"{metric}_low", f"{metric}_high"]].mean()
+            for (generator, _), band in bands.groupby(level=[0, 1]):
+                counts = band.index.get_level_values("count")
+                ax.fill_between(counts, band[f"{metric}_low"], band[f"{metric}_high"], color=colours[generator],
+                                alpha=0.12, linewidth=0)
         ax.set(xscale="symlog", xlabel="synthetic defects in the positive bank", title=metric.replace("_", " "))
     fig.tight_layout()
     return fig

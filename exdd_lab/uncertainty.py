@@ -224,3 +224,16 @@ def with_intervals(table: "pd.DataFrame", metrics=None, digits: int = 3) -> "pd.
                   for v, lo, hi in zip(table[m], table[f"{m}_low"], table[f"{m}_high"])]
         out = out.drop(columns=[f"{m}_low", f"{m}_high"])
     return out
+
+
+def interval_summary(metrics: dict, digits: int = 3) -> "pd.DataFrame":
+    """One row per metric of a ``metrics.json``-style dict: value, interval bounds and ``reads``
+    (``0.940 [0.921, 0.957]``)."""
+    import pandas as pd
+
+    bounds = metrics.get("intervals") or {}
+    rows = {name: {"value": metrics.get(name), "low": (bounds.get(name) or [None, None])[0],
+                   "high": (bounds.get(name) or [None, None])[1],
+                   "reads": format_interval(metrics.get(name), bounds.get(name), digits)}
+            for name in IMAGE_METRICS + PIXEL_METRICS if name in metrics}
+    return pd.DataFrame.from_dict(rows, orient="index")

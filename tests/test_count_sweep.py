@@ -22,6 +22,9 @@ def test_sweep_rows_and_negative_only_baseline(tiny_mvtec):
 
     baseline, _ = evaluate_prediction(ds, pc.predict(ds.test), 64)
     assert np.isclose(table.loc[0, "image_auroc"], baseline["image_auroc"])  # count 0 is PatchCore
+    for key in ("image_auroc", "pixel_auroc"):  # every point with its test-split interval
+        assert (table[f"{key}_low"] <= table[key] + 1e-9).all() and (table[key] <= table[f"{key}_high"] + 1e-9).all()
+    assert (table["pixel_auroc_high"] > table["pixel_auroc_low"]).all()
 
 
 def test_counts_that_fill_no_positive_bank_give_nan_rows(tiny_mvtec):

@@ -220,3 +220,26 @@ def test_paired_table_marks_significance_with_holm_for_three_methods():
     assert (auroc.p_adjusted >= auroc.p_value).all()
     ap = table[table.metric == "image_ap"].set_index(["method_a", "method_b"])
     assert ap.loc[("a", "b"), "ci_low"] < ap.loc[("a", "b"), "difference"] < ap.loc[("a", "b"), "ci_high"]
+
+
+def test_paired_table_of_scoring_variants_on_a_split(tiny_mvtec):
+    """What notebooks 04 and 05 run: variants' patch grids as predictions, tested pairwise on one split."""
+    from exdd_lab.data import load_dataset
+    from exdd_lab.evaluation import evaluate_prediction, paired_table, variant_predictions
+    from exdd_lab.features import FeatureConfig
+    from exdd_lab.methods import PatchCore, PatchCoreSettings
+
+    tiny = load_dataset(tiny_mvtec, "mvtec")
+    grid = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.5)).fit(tiny.train).predict(tiny.test).patch_scores
+    noise = np.random.default_rng(0).normal(scale=grid.std(), size=grid.shape).astype(np.float32)
+    predictions = variant_predictions({"patchcore": grid, "noisy": grid + noise}, 64)
+    table = paired_table(tiny, predictions, BootstrapSettings(resamples=200))
+    labels = np.array([s.label for s in tiny.test]).astype(bool)
+    row = table[table.metric == "image_auroc"].iloc[0]
+    expected = delong_test(labels, predictions["patchcore"].scores, predictions["noisy"].scores)
+    assert (row.method_a, row.method_b) == ("patchcore", "noisy") and row.p_value == pytest.approx(expected["p_value"])
+    pixel = table[table.metric == "pixel_auroc"].iloc[0]
+    a, _ = evaluate_prediction(tiny, predictions["patchcore"], 64)
+    b, _ = evaluate_prediction(tiny, predictions["noisy"], 64)
+    assert pixel.difference == pytest.approx(a["pixel_auroc"] - b["pixel_auroc"]) and pixel.test == "paired bootstrap"
+    assert pixel.ci_low <= pixel.difference <= pixel.ci_high and set(table.correction) == {"none"}
