@@ -2,7 +2,7 @@
 
     python benchmarks/paired_significance.py [--datasets procedural,mtd-seed0,mtd-differnet,mpdd]
                                              [--comparisons coreset,image-score,exdd] [--generator ddpm]
-                                             [--resamples 1000] [--out benchmarks/results/paired_significance.jsonl]
+                                             [--resamples 1000] [--seed 0] [--out benchmarks/results/paired_significance.jsonl]
 
 For each data set, the comparisons the notes reason about "within the spread", each as one set of methods
 scored on one split and tested pairwise (``exdd_lab.evaluation.paired_table``: DeLong for image AUROC, a
@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--comparisons", default=",".join(COMPARISONS))
     ap.add_argument("--generator", default="ddpm")
     ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (fits follow the data set's seed)")
     ap.add_argument("--out", default="benchmarks/results/paired_significance.jsonl")
     args = ap.parse_args()
     out = Path(args.out)
@@ -84,7 +85,7 @@ def main() -> None:
                 predictions = exdd_predictions(ds, seed, args.generator)
             else:
                 raise SystemExit(f"unknown comparison {comparison!r}: {', '.join(COMPARISONS)}")
-            table = paired_table(ds, predictions, BootstrapSettings(resamples=args.resamples, seed=seed))
+            table = paired_table(ds, predictions, BootstrapSettings(resamples=args.resamples, seed=args.seed))
             table = table[table.metric.isin(["image_auroc", "pixel_auroc", "aupro"])]
             for record in table.to_dict(orient="records"):
                 row = {"dataset": name, "comparison": comparison, "n_test": len(ds.test), **record,
