@@ -11,7 +11,9 @@ paired bootstrap over whole images for pixel AUROC and AUPRO, Holm over the pair
 - ``coreset``: the default two-stage coreset against the exact greedy (128-d projection, the reference code's);
 - ``image-score``: PatchCore's image scores ``max_patch`` (default), ``max`` (smoothed map) and ``reweighted``;
 - ``exdd``: PatchCore against ExDD's gated score (100 synthetic defects of ``--generator``) and against
-  ExDD's published ratio, all three from one ExDD run (same negative bank, the kit's purified positive bank).
+  ExDD's published ratio, all three from one ExDD run (same negative bank, the kit's purified positive bank);
+- ``exdd-real``: ExDD's gated score with 0 against K = 20 real defects added to the positive bank (one negative
+  bank; the 20 real defects leave the test split for both, so both are scored on the same images).
 
 One row per (data set, comparison, pair, metric), appended to ``--out``; a table at the end.
 """
@@ -30,7 +32,28 @@ from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.uncertainty import BootstrapSettings
 
-COMPARISONS = ("coreset", "image-score", "exdd")
+COMPARISONS = ("coreset", "image-score", "exdd", "exdd-real")
+RESULTS = Path(__file__).resolve().parent / "results" / "paired_significance.jsonl"
+METRICS = ("image_auroc", "pixel_auroc", "aupro")
+
+
+def cell(row: dict) -> str:
+    """``difference [CI], p`` with enough decimals to show a tiny difference; bold where significant (Holm)."""
+    digits = 4 if max(abs(row["difference"]), abs(row["ci_low"]), abs(row["ci_high"])) >= 5e-4 else 6
+    text = f"{row['difference']:+.{digits}f} [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}], p = {row['p_adjusted']:.2g}"
+    return f"**{text}**" if row["significant"] else text
+
+
+def summary(rows: list[dict]) -> None:
+    """One line per (comparison, pair, data set): the three metrics' differences, intervals and adjusted p."""
+    print("\n| comparison | first − second | data set | n test | image AUROC | pixel AUROC | AUPRO |")
+    print("|---|---|---|---|---|---|---|")
+    by = {(r["comparison"], r["method_a"], r["method_b"], r["dataset"], r["metric"]): r for r in rows}
+    keys = dict.fromkeys((r["comparison"], r["method_a"], r["method_b"], r["dataset"]) for r in rows)
+    for comparison, a, b, dataset in sorted(keys, key=lambda k: (COMPARISONS.index(k[0]), k[1], k[2])):
+        cells = [cell(by[(comparison, a, b, dataset, m)]) if (comparison, a, b, dataset, m) in by else "" for m in METRICS]
+        n = next(r["n_test"] for r in rows if r["dataset"] == dataset and r["comparison"] == comparison)
+        print(f"| {comparison} | {a} − {b} | {dataset} | {n} | " + " | ".join(cells) + " |")
 
 
 def coreset_predictions(ds, seed: int) -> dict:
@@ -59,6 +82,24 @@ def exdd_predictions(ds, seed: int, generator: str) -> dict:
     return variant_predictions(grids, 256, detector.settings.sigma)
 
 
+def exdd_real_predictions(ds, seed: int, generator: str, k: int = 20):
+    """ExDD gated with 0 and with ``k`` real defects in the positive bank, on the test split without them."""
+    from exdd_lab.methods.exdd import ExDD, ExddSettings, variant_grid
+    from exdd_lab.synthesis import cached_defect_set
+
+    synthetic = list(cached_defect_set(ds.train, generator, 100, seed=seed, image_size=256).test)
+    evaluated, real = ds.with_training_defects(k, seed=seed)
+    detector = ExDD(FeatureConfig(), ExddSettings(seed=seed))
+    detector.fit_negative(ds.train)
+    grids = {}
+    for name, positives in (("exdd gated", synthetic), (f"exdd gated + {len(real)} real", synthetic + list(real))):
+        detector.refit_positive(positives)
+        prediction = detector.predict(evaluated.test, keep_maps=False)
+        grids[name] = variant_grid(prediction.extra, "gated", detector.settings.eps, detector.normal_stats,
+                                   detector.settings.strength)
+    return evaluated, variant_predictions(grids, 256, detector.settings.sigma)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="procedural,mtd-seed0,mtd-differnet,mpdd")
@@ -66,10 +107,14 @@ def main() -> None:
     ap.add_argument("--generator", default="ddpm")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (fits follow the data set's seed)")
-    ap.add_argument("--out", default="benchmarks/results/paired_significance.jsonl")
+    ap.add_argument("--out", default=str(RESULTS), help="JSON lines, appended")
+    ap.add_argument("--summary", action="store_true", help="print the table of rows already in --out, measure nothing")
     args = ap.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.summary:
+        summary([json.loads(line) for line in out.read_text().splitlines()])
+        return
     rows = []
     for name in args.datasets.split(","):
         seed, ds = seeded_dataset(name)
@@ -77,30 +122,28 @@ def main() -> None:
             continue
         for comparison in args.comparisons.split(","):
             start = time.perf_counter()
+            evaluated = ds
             if comparison == "coreset":
                 predictions = coreset_predictions(ds, seed)
             elif comparison == "image-score":
                 predictions = image_score_predictions(ds, seed)
             elif comparison == "exdd":
                 predictions = exdd_predictions(ds, seed, args.generator)
+            elif comparison == "exdd-real":
+                evaluated, predictions = exdd_real_predictions(ds, seed, args.generator)
             else:
                 raise SystemExit(f"unknown comparison {comparison!r}: {', '.join(COMPARISONS)}")
-            table = paired_table(ds, predictions, BootstrapSettings(resamples=args.resamples, seed=args.seed))
+            table = paired_table(evaluated, predictions, BootstrapSettings(resamples=args.resamples, seed=args.seed))
             table = table[table.metric.isin(["image_auroc", "pixel_auroc", "aupro"])]
             for record in table.to_dict(orient="records"):
-                row = {"dataset": name, "comparison": comparison, "n_test": len(ds.test), **record,
+                row = {"dataset": name, "comparison": comparison, "n_test": len(evaluated.test), **record,
+                       **({"generator": args.generator} if comparison.startswith("exdd") else {}),
                        "seconds": round(time.perf_counter() - start, 1)}
                 rows.append(row)
                 with out.open("a") as handle:
                     handle.write(json.dumps(row, default=float) + "\n")
             print(f"{name} {comparison}: done in {time.perf_counter() - start:.0f} s", flush=True)
-    print("\n| data set | comparison | first − second | metric | difference [95 % CI] | p (adjusted) | test | significant |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['dataset']} | {r['comparison']} | {r['method_a']} − {r['method_b']} | {r['metric']} | "
-              f"{r['difference']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_adjusted']:.3g} | {r['test']} | "
-              f"{'yes' if r['significant'] else 'no'} |")
-
+    summary(rows)
 
 if __name__ == "__main__":
     main()
