@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from exdd_lab.bank_index import BANK_INDEXES, IvfIndex
 from exdd_lab.components.metric_names import RANKING_METRICS
 from exdd_lab.data import load_dataset
 from exdd_lab.evaluation import run_evaluation
@@ -32,6 +33,24 @@ from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.seeding import seed_everything
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PROBES = (8, 16, 32, 64)
+
+
+def register_probe_strategies(probes: tuple[int, ...] = PROBES) -> list[str]:
+    """Bank index strategies ``ivf-probeN``: IVF with N cells probed instead of the default's, registered for
+    this benchmark only (a saved model could not be loaded without them), to measure the probe count."""
+    names = []
+    for probes_n in probes:
+        name = f"ivf-probe{probes_n}"
+        if name not in BANK_INDEXES:
+            cls = type(name.replace("-", "_"), (IvfIndex,), {"__annotations__": {"nprobe": int}, "nprobe": probes_n,
+                                                               "resolve": lambda self, n_items, _name=name: _name})
+            BANK_INDEXES.register(name)(dataclass(frozen=True)(cls))
+        names.append(name)
+    return names
+
+
+register_probe_strategies()
 
 #: name -> (FeatureConfig changes, PatchCoreSettings changes, what the reference does)
 VARIANTS: dict[str, tuple[dict, dict, str]] = {
@@ -56,6 +75,9 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "coreset-10pct-flat": ({}, {"coreset_ratio": 0.1, "bank_index": "flat"}, "10% bank, exact search"),
     "coreset-10pct-ivf": ({}, {"coreset_ratio": 0.1, "bank_index": "ivf"}, "10% bank, IVF search"),
     "coreset-10pct-hnsw": ({}, {"coreset_ratio": 0.1, "bank_index": "hnsw"}, "10% bank, HNSW search"),
+    **{f"index-ivf-probe{p}": ({}, {"bank_index": f"ivf-probe{p}"}, f"IVF with {p} cells probed") for p in PROBES},
+    **{f"coreset-10pct-ivf-probe{p}": ({}, {"coreset_ratio": 0.1, "bank_index": f"ivf-probe{p}"},
+                                       f"10% bank, IVF with {p} cells probed") for p in PROBES},
 }
 #: Knobs that may buy quality (not deviations from the reference): measured with --variants NAME,...
 QUALITY_VARIANTS: dict[str, tuple[dict, dict, str]] = {
