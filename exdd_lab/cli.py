@@ -289,10 +289,27 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     summary = score_archive(args.model, args.images, args.out, engine=args.engine, threshold=args.threshold,
                             shard_size=args.shard_size, save_maps=args.save_maps, overwrite=args.overwrite,
-                            workers=args.workers, address=args.address, progress=not args.quiet)
+                            workers=args.workers, address=args.address, progress=not args.quiet, runtime=args.runtime)
     for line in summary.lines():
         print(line)
     return 0 if summary.ok else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The saved detector's front-end as an ONNX or OpenVINO graph, the banks beside it (exdd_lab.export)."""
+    import json
+
+    from exdd_lab.export import MANIFEST, export_detector
+
+    out = export_detector(args.model, args.format, args.out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    fidelity = manifest["fidelity_at_export"]
+    print(f"exported the {manifest['method']} front-end of {args.model} as {manifest['format']} into {out} "
+          f"({manifest['graph']}, batch size dynamic); features against PyTorch on {fidelity['probe_images']} probe "
+          f"images: max relative difference {fidelity['max_relative_error']:.1e} (limit {fidelity['limit']:g})")
+    print(f"score with: exdd-lab score --model {out} --runtime {'onnx' if args.format == 'onnx' else 'openvino'} "
+          "--images IMAGES --out RESULTS")
+    return 0
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
@@ -415,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("score", help="score an archive (folder tree, glob or list file) with a saved detector: "
                                      "streaming, resumable, local or on Ray")
-    p.add_argument("--model", required=True, help="folder written by `evaluate --method M --save-model DIR`")
+    p.add_argument("--model", required=True, help="folder written by `evaluate --method M --save-model DIR`, or by `export`")
     p.add_argument("--images", required=True,
                    help="a folder (scanned recursively), a quoted glob ('archive/**/*.png') or a list file "
                         "(.txt/.csv/.parquet of paths)")
@@ -432,7 +449,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-maps", action="store_true", help="also write a 64x64 uint8 PNG of each anomaly map (maps/)")
     p.add_argument("--overwrite", action="store_true", help="delete the results already in --out (another model's too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--runtime", choices=("torch", "onnx", "openvino"), default="torch",
+                   help="what runs the front-end: torch (default), or onnx / openvino for a folder made by `exdd-lab export`")
     p.set_defaults(func=cmd_score)
+    p = sub.add_parser("export", help="export a saved detector's front-end as one ONNX or OpenVINO graph "
+                                      "(the banks travel beside it; score it with `score --runtime`)")
+    p.add_argument("--model", required=True, help="folder written by `evaluate --method patchcore|exdd --save-model DIR`")
+    p.add_argument("--format", choices=("onnx", "openvino"), required=True, help="graph format (onnx runs in both runtimes)")
+    p.add_argument("--out", required=True, help="new folder for the export (never overwritten)")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("synthesize", help="make a synthetic defect set (images, exact masks, samples.json)")
     _add_data_args(p)
     p.add_argument("--generator", choices=GENERATORS.names(), required=True,

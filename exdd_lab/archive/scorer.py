@@ -69,11 +69,12 @@ def resolve_threshold(threshold: float | None, detector_threshold: dict | None) 
 def score_archive(model: str | Path, images: str | Path, out: str | Path, engine: str = "local",
                   threshold: float | None = None, shard_size: int = DEFAULT_SHARD_SIZE, save_maps: bool = False,
                   map_size: int = 64, overwrite: bool = False, workers: int | None = None, address: str | None = None,
-                  threads: int | None = None, progress: bool = True) -> ArchiveSummary:
+                  threads: int | None = None, progress: bool = True, runtime: str = "torch") -> ArchiveSummary:
     """Score every file of ``images`` (folder, glob or list file) with the detector saved in ``model`` into ``out``.
 
     ``engine``: ``local`` (this process) or ``ray`` (``workers`` actors; ``address`` joins a cluster, else an
-    embedded local Ray is started). Returns an :class:`ArchiveSummary`; ``summary.ok`` is False when any file
+    embedded local Ray is started). ``runtime``: ``torch``, or for a folder made by ``exdd-lab export`` ``onnx`` /
+    ``openvino`` (the exported graph runs the front-end). Returns an :class:`ArchiveSummary`; ``summary.ok`` is False when any file
     failed. Raises :class:`~exdd_lab.errors.ExddError` for a missing model, missing inputs, or an ``out`` that
     holds another model's results (unless ``overwrite``)."""
     from exdd_lab import __version__
@@ -84,11 +85,11 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
     if shard_size < 1:
         raise ExddError(f"shard size {shard_size} is not positive", "use at least 1 image per shard (default 64)")
     model = Path(model)
-    detector = load_detector(model)  # also the clear error for a folder that holds no detector
+    detector = load_detector(model, runtime)  # also the clear error for a folder that holds no detector
     spec: InputSpec = resolve_inputs(images)
     value, source = resolve_threshold(threshold, getattr(detector, "threshold", None))
     identity = {"model": str(model.resolve()), "model_fingerprint": model_fingerprint(model), "method": detector.name,
-                "settings": detector.describe(), "kit_version": __version__, "threshold": value,
+                "settings": detector.describe(), "runtime": runtime, "kit_version": __version__, "threshold": value,
                 "threshold_source": source, "inputs": spec.to_dict(), "save_maps": save_maps,
                 "map_size": map_size if save_maps else None}
     input_size = detector.input_size
@@ -101,7 +102,8 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
     pending = sum(len(s) for s in shards)
     counts = store.counts(pending)
     store.write_manifest(counts)
-    job = ScoringJob(str(model.resolve()), value, str(store.map_folder) if save_maps else None, map_size, threads)
+    job = ScoringJob(str(model.resolve()), value, str(store.map_folder) if save_maps else None, map_size, threads,
+                     runtime=runtime)
     bar = tqdm(total=pending, unit="img", desc="score", disable=not progress or not pending, smoothing=0.1)
 
     def on_shard(shard: Shard, table) -> None:

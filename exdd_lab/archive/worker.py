@@ -39,12 +39,13 @@ class ShardScorer:
     decision column; ``map_folder`` (with ``map_size``) writes each scored image's map as a uint8 PNG."""
 
     def __init__(self, model_dir: str | Path, threshold: float | None = None, threads: int | None = None,
-                 decode_threads: int = 2, map_folder: str | Path | None = None, map_size: int = 64) -> None:
+                 decode_threads: int = 2, map_folder: str | Path | None = None, map_size: int = 64,
+                 runtime: str = "torch") -> None:
         from exdd_lab.methods.registry import load_detector
 
         if threads:
             pin_threads(threads)
-        self.detector = load_detector(model_dir)
+        self.detector = load_detector(model_dir, runtime, threads)  # runtime: torch, or an export's onnx / openvino
         self.size = self.detector.input_size
         self.threshold = threshold
         self.map_folder = Path(map_folder) if map_folder else None
@@ -112,6 +113,7 @@ class ScoringJob:
     map_size: int = 64
     threads: int | None = None  # numeric threads per worker (None: the library default, all cores)
     decode_threads: int = 2
+    runtime: str = "torch"  # what runs the front-end: torch, or onnx / openvino for an exported folder
 
     def scorer(self) -> ShardScorer:
         return ShardScorer(**asdict(self))

@@ -187,14 +187,15 @@ class PatchCore:
         return Path(folder)
 
     @classmethod
-    def load(cls, folder: str | Path) -> PatchCore:
-        """A detector saved by :meth:`save`; refuses another format version or a bank of other features."""
+    def load(cls, folder: str | Path, extractor: PatchFeatureExtractor | None = None) -> PatchCore:
+        """A detector saved by :meth:`save`; refuses another format version or a bank of other features.
+        ``extractor``: another front-end with the same features (an exported graph: :mod:`exdd_lab.export`)."""
         folder = Path(folder)
         blob = read_saved_blob(folder, "patchcore.json", cls.name, "PatchCore")
         features = dict(blob["features"])
         features["layers"] = tuple(features["layers"]) if features.get("layers") else features.get("layers")
         model = cls(settings_from_saved(FeatureConfig, features, folder, "feature settings", blob),
-                    settings_from_saved(PatchCoreSettings, blob["settings"], folder, "PatchCore settings", blob))
+                    settings_from_saved(PatchCoreSettings, blob["settings"], folder, "PatchCore settings", blob), extractor)
         model.bank = MemoryBank.load(folder / "bank", model.feature_metadata())
         model.bank_positions = load_tensors(folder / "positions.safetensors")["bank_positions"].numpy()
         model.train_paths = blob["train_paths"]

@@ -24,7 +24,7 @@ class MethodEntry:
 
     build: Callable[[FeatureConfig, dict], Detector]
     saved_as: str | None = None  # the file that marks a saved detector's folder
-    load: Callable[[Path], Detector] | None = None
+    load: Callable[..., Detector] | None = None  # load(folder, extractor=None): another front-end where given
 
 
 METHODS: Registry[MethodEntry] = Registry("method")
@@ -52,14 +52,14 @@ def build_exdd(features: FeatureConfig, options: dict) -> Detector:
     return detector
 
 
-def load_patchcore(folder: Path) -> Detector:
-    return PatchCore.load(folder)
+def load_patchcore(folder: Path, extractor=None) -> Detector:
+    return PatchCore.load(folder, extractor)
 
 
-def load_exdd(folder: Path) -> Detector:
+def load_exdd(folder: Path, extractor=None) -> Detector:
     from exdd_lab.methods.exdd import ExDD
 
-    return ExDD.load(folder)
+    return ExDD.load(folder, extractor)
 
 
 def build_student_teacher(features: FeatureConfig, options: dict) -> Detector:
@@ -88,9 +88,20 @@ METHODS.register("exdd")(MethodEntry(build_exdd, "exdd.json", load_exdd))
 METHODS.register("student-teacher")(MethodEntry(build_student_teacher, "student_teacher.json", load_student_teacher))
 
 
-def load_detector(folder: str | Path) -> Detector:
-    """A detector saved with ``save(folder)``, whichever method's file the folder holds."""
+def load_detector(folder: str | Path, runtime: str = "torch", threads: int | None = None) -> Detector:
+    """A detector saved with ``save(folder)``, whichever method's file the folder holds; or an exported one
+    (``exdd-lab export``: an ``export.json`` in the folder) with its front-end run by ``runtime``."""
+    from exdd_lab.export import MANIFEST, RUNTIMES, ExportError, load_exported
+
     folder = Path(folder)
+    if (folder / MANIFEST).is_file():
+        return load_exported(folder, runtime, threads)
+    if runtime != "torch":
+        if runtime not in RUNTIMES:
+            raise ExportError(f"unknown runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
+        raise ExportError(f"{folder} is a PyTorch detector, not an exported one: --runtime {runtime} needs an export",
+                          f"export it first: exdd-lab export --model {folder} --format {runtime} --out EXPORTED_DIR, "
+                          f"then score with --model EXPORTED_DIR --runtime {runtime}")
     for name, entry in METHODS.items():
         if entry.saved_as and (folder / entry.saved_as).is_file():
             return entry.load(folder)
