@@ -155,7 +155,7 @@ def export_detector(model: str | Path, fmt: str, out: str | Path) -> Path:
 
     The exported graph is run on seeded probe images at batch 1 and 4 in its runtime and compared with PyTorch;
     an export whose features differ by more than :data:`FIDELITY_LIMIT` (relative, per image) is refused."""
-    from exdd_lab.methods.persistence import model_fingerprint
+    from exdd_lab.methods.persistence import _package_version, model_fingerprint
     from exdd_lab.methods.registry import load_detector
 
     if fmt not in EXPORT_FORMATS:
@@ -186,7 +186,7 @@ def export_detector(model: str | Path, fmt: str, out: str | Path) -> Path:
             name = "frontend.xml"
         manifest = {
             "format": fmt, "export_format": EXPORT_FORMAT, "export_version": EXPORT_VERSION,
-            "kit_version": version("exdd_lab") if _installed("exdd_lab") else "unknown",
+            "kit_version": _package_version(),
             "method": detector.name, "source_model": str(model.resolve()), "source_fingerprint": fingerprint,
             "graph": name, "graph_sha256": file_digest(tmp / name),
             "input": {"name": "images", "dtype": "uint8", "shape": ["batch", size, size, 3], "layout": "NHWC, RGB"},
@@ -210,14 +210,6 @@ def export_detector(model: str | Path, fmt: str, out: str | Path) -> Path:
                                           "max_relative_error": float(errors.max()), "limit": FIDELITY_LIMIT}
         atomic_write_json(tmp / MANIFEST, manifest)
     return out
-
-
-def _installed(name: str) -> bool:
-    try:
-        version(name)
-        return True
-    except PackageNotFoundError:
-        return False
 
 
 def read_manifest(folder: Path) -> dict:
