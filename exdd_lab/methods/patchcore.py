@@ -189,7 +189,7 @@ class PatchCore:
     @classmethod
     def load(cls, folder: str | Path, extractor: PatchFeatureExtractor | None = None) -> PatchCore:
         """A detector saved by :meth:`save`; refuses another format version or a bank of other features.
-        ``extractor``: another front-end with the same features (an exported graph: :mod:`exdd_lab.export`)."""
+        ``extractor``: another front-end with the same features (an exported graph: :class:`exdd_lab.exported.RuntimeFrontEnd`)."""
         folder = Path(folder)
         blob = read_saved_blob(folder, "patchcore.json", cls.name, "PatchCore")
         features = dict(blob["features"])

@@ -91,7 +91,7 @@ METHODS.register("student-teacher")(MethodEntry(build_student_teacher, "student_
 def load_detector(folder: str | Path, runtime: str = "torch", threads: int | None = None) -> Detector:
     """A detector saved with ``save(folder)``, whichever method's file the folder holds; or an exported one
     (``exdd-lab export``: an ``export.json`` in the folder) with its front-end run by ``runtime``."""
-    from exdd_lab.export import MANIFEST, RUNTIMES, ExportError, load_exported
+    from exdd_lab.exported import MANIFEST, RUNTIMES, ExportError
 
     folder = Path(folder)
     if (folder / MANIFEST).is_file():
@@ -109,6 +109,23 @@ def load_detector(folder: str | Path, runtime: str = "torch", threads: int | Non
     savable = "|".join(name for name, entry in METHODS.items() if entry.saved_as)
     raise ExddError(f"{folder} holds no saved detector (neither {files})",
                     f"save one with `exdd-lab evaluate --method {savable} --save-model DIR`")
+
+
+def load_exported(folder: Path, runtime: str = "onnx", threads: int | None = None) -> Detector:
+    """The detector of an export folder, its front-end run by ``runtime`` (torch: the copied model in PyTorch)."""
+    from exdd_lab.exported import RUNTIMES, ExportError, RuntimeFrontEnd, check_unchanged, read_manifest
+
+    if runtime not in RUNTIMES:
+        raise ExportError(f"unknown runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
+    manifest = read_manifest(folder)
+    check_unchanged(folder, manifest)
+    entry = METHODS[manifest["method"]]
+    if runtime == "torch":
+        return entry.load(folder / "model")
+    if runtime == "onnx" and manifest["format"] != "onnx":
+        raise ExportError(f"{folder} holds an OpenVINO graph, which ONNX Runtime cannot run",
+                          "score with --runtime openvino, or export as ONNX (it runs in both)")
+    return entry.load(folder / "model", extractor=RuntimeFrontEnd(folder, manifest, runtime, threads))
 
 
 def build_method(name: str, features: FeatureConfig, options: dict) -> Detector:

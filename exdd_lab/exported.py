@@ -1,0 +1,124 @@
+"""Running an exported detector: its folder's manifest, the checks that it is unchanged, and its front-end graph
+in ONNX Runtime or OpenVINO in the place of the PyTorch extractor (:class:`RuntimeFrontEnd`).
+
+Making an export is :mod:`exdd_lab.export`; ``load_detector(folder, runtime=...)``
+(:mod:`exdd_lab.methods.registry`) loads an export folder through this module.
+"""
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from exdd_lab.components.backbones import WeightsSource
+from exdd_lab.errors import ExddError
+from exdd_lab.features.patches import FeatureConfig
+from exdd_lab.storage import file_digest
+
+RUNTIMES = ("torch", "onnx", "openvino")
+MANIFEST = "export.json"
+EXPORT_FORMAT = "exdd_lab-export"
+EXPORT_VERSION = 1
+EXTRA_HINT = "install the export extra: pip install -e '.[export]' (onnx, onnxscript, onnxruntime, openvino)"
+
+
+class ExportError(ExddError):
+    """An export that cannot be made or loaded: a missing runtime, an old or changed folder."""
+
+
+def runtime_versions() -> dict[str, str | None]:
+    """Versions of the packages an export depends on (``None``: not installed)."""
+    out = {}
+    for name in ("torch", "onnx", "onnxscript", "onnxruntime", "openvino"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def require(module: str):
+    """Import an optional runtime package, or say which extra installs it."""
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        raise ExportError(f"{module} is not installed ({exc})", EXTRA_HINT) from exc
+
+
+class RuntimeFrontEnd:
+    """An exported front-end graph in ONNX Runtime or OpenVINO, in the place of a detector's ``extractor``.
+
+    It answers what the detectors ask of an extractor (``config``, ``grid_size``, ``feature_dim``, ``metadata()``,
+    ``weights_source``, ``extractor(images)``); its ``weights_source`` names the graph, so the feature cache never
+    mixes its features with PyTorch's."""
+
+    def __init__(self, folder: Path, manifest: dict, runtime: str, threads: int | None = None) -> None:
+        self.runtime = runtime
+        self.config = FeatureConfig(**{**manifest["features"], "layers": tuple(manifest["features"]["layers"])})
+        self.grid_size = int(manifest["output"]["grid"])
+        self.feature_dim = int(manifest["output"]["dim"])
+        self.layer_channels = list(manifest["output"]["layer_channels"])
+        self._metadata = dict(manifest["feature_metadata"])
+        graph = folder / manifest["graph"]
+        self.weights_source = WeightsSource(f"exported-{runtime}", str(graph),
+                                            f"{manifest['weights_source']} — exported {manifest['format']} graph run "
+                                            f"by {runtime} ({graph.name})")
+        self.device = torch.device("cpu")
+        if runtime == "onnx":
+            ort = require("onnxruntime")
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = int(threads)
+            self._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+            self._run = lambda x: self._session.run(None, {"images": x})[0]
+        else:
+            ov = require("openvino")
+            core = ov.Core()
+            config = {"INFERENCE_PRECISION_HINT": "f32"}  # no bf16/f16 on CPUs that have it: the scores must match
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = int(threads)
+            compiled = core.compile_model(str(graph), "CPU", config)
+            self._run = lambda x: compiled(x)[0]
+
+    def metadata(self) -> dict:
+        return dict(self._metadata)
+
+    def __call__(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Patch features ``(N, h, w, C)`` of ``uint8`` images ``(N, S, S, 3)``."""
+        x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        x = np.ascontiguousarray(x[None] if x.ndim == 3 else x, dtype=np.uint8)
+        return torch.from_numpy(np.array(self._run(x), dtype=np.float32, copy=True))
+
+
+def read_manifest(folder: Path) -> dict:
+    """The manifest of an export folder; refuses another export format version."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExportError(f"cannot read {folder / MANIFEST} ({exc})", "export the detector again into a new folder") from exc
+    if manifest.get("export_format") != EXPORT_FORMAT or manifest.get("export_version") != EXPORT_VERSION:
+        raise ExportError(f"{folder} was exported in format version {manifest.get('export_version')!r}; this version "
+                          f"reads {EXPORT_VERSION}", f"export the source model again: exdd-lab export --model "
+                          f"{manifest.get('source_model', 'MODEL')} --format {manifest.get('format', 'onnx')} --out NEW_DIR")
+    return manifest
+
+
+def check_unchanged(folder: Path, manifest: dict) -> None:
+    """Refuse an export whose copied model or graph changed, or whose source model was changed since it was made."""
+    from exdd_lab.methods.persistence import model_fingerprint
+
+    again = (f"export it again: exdd-lab export --model {manifest['source_model']} --format {manifest['format']} "
+             f"--out NEW_DIR")
+    if model_fingerprint(folder / "model") != manifest["source_fingerprint"]:
+        raise ExportError(f"the detector copied into {folder / 'model'} is not the one that was exported "
+                          "(its files changed)", again)
+    graph = folder / manifest["graph"]
+    if not graph.is_file() or file_digest(graph) != manifest["graph_sha256"]:
+        raise ExportError(f"the exported graph {graph} is missing or changed since export", again)
+    source = Path(manifest["source_model"])
+    if source.is_dir() and model_fingerprint(source) != manifest["source_fingerprint"]:
+        raise ExportError(f"the source model {source} changed since {folder} was exported (fitted or saved again), "
+                          "so the export would score differently from it", again)
