@@ -14,6 +14,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
+from exdd_lab.archive import compare_results
 from exdd_lab.cli import main
 from exdd_lab.data import load_dataset
 from exdd_lab.data.imageio import load_image
@@ -22,7 +23,7 @@ from exdd_lab.evaluation import evaluate_prediction
 from exdd_lab.export import MANIFEST, ExportError, export_detector, relative_errors
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.exdd import ExDD, ExddSettings
-from exdd_lab.methods.patchcore import PatchCore
+from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.methods.registry import load_detector
 
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
@@ -122,9 +123,46 @@ def test_cli_export_then_score_with_onnx_matches_torch(tiny_mvtec, saved, tmp_pa
     b = pd.read_csv(tmp_path / "onnx" / "scores.csv").sort_values("image_path")
     assert len(a) == len(b) > 0 and list(a.image_path) == list(b.image_path)
     np.testing.assert_allclose(b.score.to_numpy(), a.score.to_numpy(), rtol=1e-4)
+    agreement = compare_results(tmp_path / "torch", tmp_path / "onnx")
+    assert agreement["n_scored"] == len(a) and agreement["max_relative_score_difference"] < 1e-4
+    assert agreement["same_statuses"] and agreement["same_decisions"]
+    # another detector (fitted on half the normals) over the same images: compare_results sees the difference
+    other = PatchCore(FeatureConfig(image_size=64)).fit(load_dataset(tiny_mvtec, "mvtec").train[::2]).save(tmp_path / "half")
+    assert main(["score", "--model", str(other), "--images", images, "--out", str(tmp_path / "half-scores"), "--quiet"]) == 0
+    assert compare_results(tmp_path / "torch", tmp_path / "half-scores")["max_relative_score_difference"] > 1e-3
+
+
+@pytest.mark.realdata
+def test_onnx_export_scores_mtds_test_split_like_pytorch(mtd_root, tmp_path):
+    """The issue's fidelity targets on real data: all 592 MTD test images (seed-0 split) at the default 256 px,
+    the default backbone with its real weights; 40 training normals (the front-end does not depend on the bank)."""
+    ds = load_dataset(mtd_root, "mtd", seed=0)
+    saved = PatchCore(FeatureConfig(), PatchCoreSettings(seed=0)).fit(ds.train[::10]).save(tmp_path / "model")
+    assert main(["export", "--model", str(saved), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    reference, exported = load_detector(saved), load_detector(tmp_path / "onnx", runtime="onnx")
+    for i in range(0, len(ds.test), 32):
+        images = images_of(ds.test[i : i + 32], 256)
+        with torch.no_grad():
+            want = reference.extractor(images).numpy()
+        assert relative_errors(exported.extractor(images).numpy(), want).max() < 1e-4, ds.test[i].image_path
+    ref_pred, exp_pred = reference.predict(ds.test, keep_maps=True), exported.predict(ds.test, keep_maps=True)
+    assert np.max(np.abs(exp_pred.scores - ref_pred.scores) / np.abs(ref_pred.scores)) < 1e-4
+    ref_metrics, _ = evaluate_prediction(ds, ref_pred, 256)
+    exp_metrics, _ = evaluate_prediction(ds, exp_pred, 256)
+    assert ref_metrics["image_auroc"] > 0.75  # a detector that works on MTD, so matching it means something
+    for key in ("image_auroc", "pixel_auroc", "aupro"):
+        assert round(exp_metrics[key], 3) == round(ref_metrics[key], 3), key
 
 
 def test_changed_old_or_mismatched_exports_are_refused(saved, exports, tmp_path):
+    # a saved detector of an older format version is not exported: re-fit and save it first
+    older = tmp_path / "older"
+    shutil.copytree(saved, older)
+    blob = json.loads((older / "patchcore.json").read_text())
+    (older / "patchcore.json").write_text(json.dumps({**blob, "format_version": 0}))
+    with pytest.raises(ExddError, match="(?s)format version 0.*re-fit and save"):
+        export_detector(older, "onnx", tmp_path / "of-older")
+    assert not (tmp_path / "of-older").exists()
     # --runtime onnx on a PyTorch model: says to export first
     with pytest.raises(ExportError, match="export it first"):
         load_detector(saved, runtime="onnx")

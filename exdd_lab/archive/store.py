@@ -234,3 +234,18 @@ def read_results(out: str | Path, columns: list[str] | None = None):
         raise ExddError(f"{out} holds no scored shards", "run `exdd-lab score --model DIR --images ARCHIVE --out OUT` first")
     table = pa.concat_tables(tables)
     return (table.sort_by("index") if "index" in table.column_names else table).to_pandas()
+
+
+def compare_results(reference: str | Path, other: str | Path) -> dict:
+    """How closely two archive runs over the same inputs agree (say PyTorch vs an exported runtime): the images
+    scored in both, the largest relative score difference, and whether every decision and status is the same."""
+    a, b = read_results(reference), read_results(other)
+    both = a.merge(b, on="path", suffixes=("_ref", "_other"))
+    if len(both) != len(a) or len(both) != len(b):
+        raise ExddError(f"{reference} and {other} hold different inputs ({len(a)} and {len(b)} rows, {len(both)} shared)",
+                        "compare two runs over the same images (the same --images)")
+    scored = both[(both.status_ref == "scored") & (both.status_other == "scored")]
+    rel = (scored.score_other - scored.score_ref).abs() / scored.score_ref.abs().clip(lower=1e-12)
+    return {"n_scored": int(len(scored)), "max_relative_score_difference": float(rel.max()) if len(scored) else 0.0,
+            "same_statuses": bool((both.status_ref == both.status_other).all()),
+            "same_decisions": bool(scored.decision_ref.fillna(-1).eq(scored.decision_other.fillna(-1)).all())}
