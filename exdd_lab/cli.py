@@ -296,7 +296,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """The saved detector's front-end as an ONNX or OpenVINO graph, the banks beside it (exdd_lab.export)."""
+    """The saved detector as an ONNX or OpenVINO graph, the saved model beside it (exdd_lab.export)."""
     import json
 
     from exdd_lab.export import MANIFEST, export_detector
@@ -304,8 +304,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export_detector(args.model, args.format, args.out)
     manifest = json.loads((out / MANIFEST).read_text())
     fidelity = manifest["fidelity_at_export"]
-    print(f"exported the {manifest['method']} front-end of {args.model} as {manifest['format']} into {out} "
-          f"({manifest['graph']}, batch size dynamic); features against PyTorch on {fidelity['probe_images']} probe "
+    what = "networks" if manifest.get("graph_kind") == "student-teacher-grids" else "feature front-end"
+    print(f"exported the {manifest['method']} {what} of {args.model} as {manifest['format']} into {out} "
+          f"({manifest['graph']}, batch size dynamic); outputs against PyTorch on {fidelity['probe_images']} probe "
           f"images: max relative difference {fidelity['max_relative_error']:.1e} (limit {fidelity['limit']:g})")
     print(f"score with: exdd-lab score --model {out} --runtime {'onnx' if args.format == 'onnx' else 'openvino'} "
           "--images IMAGES --out RESULTS")
@@ -452,8 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=("torch", "onnx", "openvino"), default="torch",
                    help="what runs the front-end: torch (default), or onnx / openvino for a folder made by `exdd-lab export`")
     p.set_defaults(func=cmd_score)
-    p = sub.add_parser("export", help="export a saved detector's front-end as one ONNX or OpenVINO graph "
-                                      "(the banks travel beside it; score it with `score --runtime`)")
+    p = sub.add_parser("export", help="export a saved detector as one ONNX or OpenVINO graph: PatchCore's and ExDD's "
+                                      "feature front-end (the banks travel beside it), the student-teacher's networks; "
+                                      "score it with `score --runtime`")
     p.add_argument("--model", required=True, help="folder written by `evaluate --method patchcore|exdd --save-model DIR`")
     p.add_argument("--format", choices=("onnx", "openvino"), required=True, help="graph format (onnx runs in both runtimes)")
     p.add_argument("--out", required=True, help="new folder for the export (never overwritten)")

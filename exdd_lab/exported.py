@@ -1,5 +1,6 @@
-"""Running an exported detector: its folder's manifest, the checks that it is unchanged, and its front-end graph
-in ONNX Runtime or OpenVINO in the place of the PyTorch extractor (:class:`RuntimeFrontEnd`).
+"""Running an exported detector: its folder's manifest, the checks that it is unchanged, and its graph in ONNX
+Runtime or OpenVINO (:class:`RuntimeGraph`) in the place of the PyTorch networks: the feature extractor of PatchCore
+and ExDD (:class:`RuntimeFrontEnd`), the student–teacher's networks (:class:`RuntimeGrids`).
 
 Making an export is :mod:`exdd_lab.export`; ``load_detector(folder, runtime=...)``
 (:mod:`exdd_lab.methods.registry`) loads an export folder through this module.
@@ -48,8 +49,41 @@ def require(module: str):
         raise ExportError(f"{module} is not installed ({exc})", EXTRA_HINT) from exc
 
 
+def _as_uint8_batch(images: np.ndarray | torch.Tensor) -> np.ndarray:
+    x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    return np.ascontiguousarray(x[None] if x.ndim == 3 else x, dtype=np.uint8)
+
+
+class RuntimeGraph:
+    """An exported graph in ONNX Runtime or OpenVINO (f32): ``uint8`` images ``(N, S, S, 3)`` in, its outputs
+    (``float32`` arrays, in the graph's output order) out."""
+
+    def __init__(self, graph: Path, runtime: str, threads: int | None = None) -> None:
+        self.path, self.runtime = Path(graph), runtime
+        if runtime == "onnx":
+            ort = require("onnxruntime")
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = int(threads)
+            session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+            self._run = lambda x: session.run(None, {"images": x})
+        elif runtime == "openvino":
+            ov = require("openvino")
+            config = {"INFERENCE_PRECISION_HINT": "f32"}  # no bf16/f16 on CPUs that have it: the scores must match
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = int(threads)
+            compiled = ov.Core().compile_model(str(graph), "CPU", config)
+            self._run = lambda x: list(compiled(x).values())
+        else:
+            raise ExportError(f"an exported graph runs in onnx or openvino, not {runtime!r}", "use --runtime onnx or openvino")
+
+    def __call__(self, images: np.ndarray | torch.Tensor) -> list[np.ndarray]:
+        return [np.array(out, dtype=np.float32, copy=True) for out in self._run(_as_uint8_batch(images))]
+
+
 class RuntimeFrontEnd:
-    """An exported front-end graph in ONNX Runtime or OpenVINO, in the place of a detector's ``extractor``.
+    """An exported feature front-end (PatchCore, ExDD) in ONNX Runtime or OpenVINO, in the place of a detector's
+    ``extractor``.
 
     It answers what the detectors ask of an extractor (``config``, ``grid_size``, ``feature_dim``, ``metadata()``,
     ``weights_source``, ``extractor(images)``); its ``weights_source`` names the graph, so the feature cache never
@@ -67,30 +101,44 @@ class RuntimeFrontEnd:
                                             f"{manifest['weights_source']} — exported {manifest['format']} graph run "
                                             f"by {runtime} ({graph.name})")
         self.device = torch.device("cpu")
-        if runtime == "onnx":
-            ort = require("onnxruntime")
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = int(threads)
-            self._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-            self._run = lambda x: self._session.run(None, {"images": x})[0]
-        else:
-            ov = require("openvino")
-            core = ov.Core()
-            config = {"INFERENCE_PRECISION_HINT": "f32"}  # no bf16/f16 on CPUs that have it: the scores must match
-            if threads:
-                config["INFERENCE_NUM_THREADS"] = int(threads)
-            compiled = core.compile_model(str(graph), "CPU", config)
-            self._run = lambda x: compiled(x)[0]
+        self.graph = RuntimeGraph(graph, runtime, threads)
 
     def metadata(self) -> dict:
         return dict(self._metadata)
 
     def __call__(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Patch features ``(N, h, w, C)`` of ``uint8`` images ``(N, S, S, 3)``."""
-        x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-        x = np.ascontiguousarray(x[None] if x.ndim == 3 else x, dtype=np.uint8)
-        return torch.from_numpy(np.array(self._run(x), dtype=np.float32, copy=True))
+        return torch.from_numpy(self.graph(images)[0])
+
+
+class RuntimeGrids:
+    """An exported student–teacher (teacher, student, head) in ONNX Runtime or OpenVINO: ``uint8`` images in,
+    :class:`~exdd_lab.student_teacher.inference.StudentTeacherGrids` out (the per-scale grids are not exported)."""
+
+    def __init__(self, folder: Path, manifest: dict, runtime: str, threads: int | None = None) -> None:
+        self.runtime = runtime
+        self.graph = RuntimeGraph(folder / manifest["graph"], runtime, threads)
+        self.description = (f"{manifest['weights_source']} — exported {manifest['format']} graph run by {runtime} "
+                            f"({manifest['graph']})")
+
+    def __call__(self, images: np.ndarray | torch.Tensor):
+        from exdd_lab.student_teacher.inference import StudentTeacherGrids
+
+        head, discrepancy = self.graph(images)
+        return StudentTeacherGrids(head, discrepancy, [])
+
+
+def runtime_networks(folder: Path, manifest: dict, runtime: str, threads: int | None = None) -> dict:
+    """The keyword a detector's ``load`` takes for an exported graph, with the graph loaded in ``runtime``:
+    ``extractor`` (PatchCore, ExDD) or ``grids`` (the student–teacher)."""
+    kind = manifest.get("graph_kind", "features")
+    if kind == "features":
+        return {"extractor": RuntimeFrontEnd(folder, manifest, runtime, threads)}
+    if kind == "student-teacher-grids":
+        return {"grids": RuntimeGrids(folder, manifest, runtime, threads)}
+    raise ExportError(f"{folder} holds a graph of kind {kind!r}, which this version cannot run",
+                      f"export the source model again: exdd-lab export --model {manifest['source_model']} --format "
+                      f"{manifest['format']} --out NEW_DIR")
 
 
 def read_manifest(folder: Path) -> dict:

@@ -112,6 +112,33 @@ def test_a_tiny_backbone_built_here_exports_for_exdd(tiny, tmp_path):
         assert np.max(np.abs(scores - reference) / np.maximum(np.abs(reference), 1e-12)) < 1e-4
 
 
+def test_a_student_teacher_exports_whole_and_scores_like_pytorch(tiny, tmp_path):
+    """Teacher, student and head as one graph: both grids, the maps and the scores of the exported detector equal
+    PyTorch's in ONNX Runtime and OpenVINO (a tiny student trained here on Perlin defects)."""
+    from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings
+    from exdd_lab.student_teacher import StudentTeacherConfig
+    from exdd_lab.synthesis import PerlinBlendGenerator, load_defect_set, synthesize, write_defect_set
+
+    made = synthesize(tiny.train, PerlinBlendGenerator([s.image_path for s in tiny.train]), n=6, seed=0, image_size=64)
+    defects = load_defect_set(write_defect_set(made, tmp_path / "defects"))
+    config = StudentTeacherConfig(image_size=64, student_width=8, head_width=8, batch_size=4, epochs=1)
+    StudentTeacher(config, StudentTeacherSettings(top_k=10), defects=defects).fit(tiny.train).save(tmp_path / "st")
+    reference = load_detector(tmp_path / "st").predict(tiny.test)
+    for fmt, runtime in (("onnx", "onnx"), ("openvino", "openvino")):
+        exported = load_detector(export_detector(tmp_path / "st", fmt, tmp_path / fmt), runtime=runtime)
+        assert exported.grids is not None and exported.grids.runtime == runtime
+        pred = exported.predict(tiny.test)
+        for grid in ("head_grid", "discrepancy_grid"):
+            assert relative_errors(pred.extra[grid], reference.extra[grid]).max() < 1e-4, (runtime, grid)
+        assert np.max(np.abs(pred.scores - reference.scores) / np.abs(reference.scores)) < 1e-4
+        metrics, _ = evaluate_prediction(tiny, pred, 64)
+        ref_metrics, _ = evaluate_prediction(tiny, reference, 64)
+        assert round(metrics["image_auroc"], 3) == round(ref_metrics["image_auroc"], 3)
+        assert round(metrics["pixel_auroc"], 3) == round(ref_metrics["pixel_auroc"], 3)
+    manifest = json.loads((tmp_path / "onnx" / MANIFEST).read_text())
+    assert manifest["graph_kind"] == "student-teacher-grids" and manifest["output"]["names"] == ["head", "discrepancy"]
+
+
 def test_cli_export_then_score_with_onnx_matches_torch(tiny_mvtec, saved, tmp_path, capsys):
     assert main(["export", "--model", str(saved), "--format", "onnx", "--out", str(tmp_path / "e")]) == 0
     assert "max relative difference" in capsys.readouterr().out

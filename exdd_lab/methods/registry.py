@@ -77,10 +77,10 @@ def build_student_teacher(features: FeatureConfig, options: dict) -> Detector:
     return StudentTeacher(config, settings, defects=options.get("defect_set"))
 
 
-def load_student_teacher(folder: Path) -> Detector:
+def load_student_teacher(folder: Path, grids=None) -> Detector:
     from exdd_lab.methods.student_teacher import StudentTeacher
 
-    return StudentTeacher.load(folder)
+    return StudentTeacher.load(folder, grids=grids)
 
 
 METHODS.register("patchcore")(MethodEntry(build_patchcore, "patchcore.json", load_patchcore))
@@ -113,7 +113,7 @@ def load_detector(folder: str | Path, runtime: str = "torch", threads: int | Non
 
 def load_exported(folder: Path, runtime: str = "onnx", threads: int | None = None) -> Detector:
     """The detector of an export folder, its front-end run by ``runtime`` (torch: the copied model in PyTorch)."""
-    from exdd_lab.exported import RUNTIMES, ExportError, RuntimeFrontEnd, check_unchanged, read_manifest
+    from exdd_lab.exported import RUNTIMES, ExportError, check_unchanged, read_manifest, runtime_networks
 
     if runtime not in RUNTIMES:
         raise ExportError(f"unknown runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
@@ -125,7 +125,7 @@ def load_exported(folder: Path, runtime: str = "onnx", threads: int | None = Non
     if runtime == "onnx" and manifest["format"] != "onnx":
         raise ExportError(f"{folder} holds an OpenVINO graph, which ONNX Runtime cannot run",
                           "score with --runtime openvino, or export as ONNX (it runs in both)")
-    return entry.load(folder / "model", extractor=RuntimeFrontEnd(folder, manifest, runtime, threads))
+    return entry.load(folder / "model", **runtime_networks(folder, manifest, runtime, threads))
 
 
 def build_method(name: str, features: FeatureConfig, options: dict) -> Detector:

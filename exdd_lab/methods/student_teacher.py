@@ -87,6 +87,7 @@ class StudentTeacher:
         self.model: StudentTeacherModel | None = None
         self.synthesis_info: dict = {}
         self.threshold: dict | None = None  # the decision threshold saved with the model (persistence.threshold_record)
+        self.grids = None  # an exported graph (exdd_lab.exported.RuntimeGrids) that replaces the networks when set
 
     # -- training -------------------------------------------------------------------------------
     def training_defects(self, train: Sequence[Sample], progress: bool = False) -> DefectDataset:
@@ -162,7 +163,8 @@ class StudentTeacher:
         size = self.config.image_size
         grids: dict[str, list[np.ndarray]] = {source: [] for source in MAP_SOURCES}
         for images in batches:
-            g = anomaly_grids(self.teacher, self.model.student, self.model.head, images, self.config.head_input)
+            g = (self.grids(images) if self.grids is not None else
+                 anomaly_grids(self.teacher, self.model.student, self.model.head, images, self.config.head_input))
             for source, pick in MAP_SOURCES.items():
                 grids[source].append(pick(g))
         extra: dict[str, np.ndarray] = {}
@@ -206,8 +208,9 @@ class StudentTeacher:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> StudentTeacher:
-        """A detector saved by :meth:`save` (the teacher is rebuilt from its backbone and weights)."""
+    def load(cls, folder: str | Path, grids=None) -> StudentTeacher:
+        """A detector saved by :meth:`save` (the teacher is rebuilt from its backbone and weights). ``grids``: an
+        exported graph of the same networks that runs them instead (``load_detector(folder, runtime=...)``)."""
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -222,6 +225,7 @@ class StudentTeacher:
         detector.model = StudentTeacherModel(student.eval(), head.eval(), detector.config, blob["step"], [], blob["seconds"], folder)
         detector.synthesis_info = blob.get("synthesis", {})
         detector.threshold = blob.get("threshold")
+        detector.grids = grids
         return detector
 
     def describe(self) -> dict:

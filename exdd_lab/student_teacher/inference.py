@@ -27,13 +27,10 @@ class StudentTeacherGrids:
     per_scale: list[np.ndarray]
 
 
-@torch.no_grad()
-def anomaly_grids(teacher: Teacher, student: Student, head: SegmentationHead, images: np.ndarray | torch.Tensor,
-                  head_input: str = "agreement") -> StudentTeacherGrids:
-    """Grids of one batch of ``(N, H, W, 3) uint8`` images (student and head in eval mode)."""
-    student.eval()
-    head.eval()
-    x = teacher.preprocess(images)
+def grid_tensors(teacher: Teacher, student: Student, head: SegmentationHead, x: torch.Tensor,
+                 head_input: str = "agreement") -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Head probability ``(N, h_0, w_0)``, mean discrepancy ``(N, h_0, w_0)`` and each scale's discrepancy of
+    normalised images ``x`` ``(N, 3, H, W)``: the arithmetic :func:`anomaly_grids` runs and ``exdd-lab export`` traces."""
     device = next(student.parameters()).device
     t_maps = [m.to(device) for m in teacher(x)]
     s_maps = student(x.to(device))
@@ -43,4 +40,14 @@ def anomaly_grids(teacher: Teacher, student: Student, head: SegmentationHead, im
                         F.interpolate(d[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
                         for d in per_scale]).mean(0)
     prob = torch.sigmoid(head(head_inputs(s_maps, t_maps, head_input)))[:, 0]
+    return prob, mean, per_scale
+
+
+@torch.no_grad()
+def anomaly_grids(teacher: Teacher, student: Student, head: SegmentationHead, images: np.ndarray | torch.Tensor,
+                  head_input: str = "agreement") -> StudentTeacherGrids:
+    """Grids of one batch of ``(N, H, W, 3) uint8`` images (student and head in eval mode)."""
+    student.eval()
+    head.eval()
+    prob, mean, per_scale = grid_tensors(teacher, student, head, teacher.preprocess(images), head_input)
     return StudentTeacherGrids(prob.cpu().numpy(), mean.cpu().numpy(), [d.cpu().numpy() for d in per_scale])
