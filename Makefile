@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # which trains the DDPM and the student-teacher and sweeps synthetic-defect counts (about an hour from an empty cache on MTD).
 RUN_ARGS ?= --fast
 
-.PHONY: setup run test test-main test-numerics test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-archive bench-cost bench-sequence clean-cache
+.PHONY: setup run test test-main test-numerics test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-archive bench-cost bench-export bench-sequence clean-cache
 
 setup: $(STAMP)
 
@@ -70,6 +70,12 @@ bench-student-teacher: setup
 ## Archives of 1,000 / 5,000 / 20,000 MTD images (hard links in a scratch folder), both engines, against the scoring floor.
 bench-archive: setup
 	$(PY) benchmarks/archive_scale.py --nodes $(BENCH_ARGS)
+
+## Exported detectors: fidelity on every data set, speed of torch / ONNX Runtime / OpenVINO, the int8 experiment (about 30 min)
+bench-export: setup
+	$(PY) benchmarks/export_fidelity.py $(BENCH_ARGS)
+	$(PY) benchmarks/export_speed.py
+	$(PY) benchmarks/export_int8.py
 
 ## Fit / predict / memory against 250 ... 16,000 training images, coreset quality, index fidelity (about 90 min; 16 GB scratch)
 bench-cost: setup
