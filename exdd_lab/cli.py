@@ -20,6 +20,7 @@ from exdd_lab.archive.engines import ENGINES
 from exdd_lab.bank_index import AUTO_EXACT_LIMIT, BANK_INDEXES
 from exdd_lab.coreset import CORESET_METHODS
 from exdd_lab.data.layouts import LAYOUTS, MTD_SPLITS
+from exdd_lab.exported import EXPORT_FORMATS, RUNTIMES
 from exdd_lab.methods import exdd as exdd_method
 from exdd_lab.methods import patchcore as patchcore_method
 from exdd_lab.methods import student_teacher as student_teacher_method
@@ -308,7 +309,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported the {manifest['method']} {what} of {args.model} as {manifest['format']} into {out} "
           f"({manifest['graph']}, batch size dynamic); outputs against PyTorch on {fidelity['probe_images']} probe "
           f"images: max relative difference {fidelity['max_relative_error']:.1e} (limit {fidelity['limit']:g})")
-    print(f"score with: exdd-lab score --model {out} --runtime {'onnx' if args.format == 'onnx' else 'openvino'} "
+    print(f"score with: exdd-lab score --model {out} --runtime {manifest['format']} "
           "--images IMAGES --out RESULTS")
     return 0
 
@@ -450,14 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-maps", action="store_true", help="also write a 64x64 uint8 PNG of each anomaly map (maps/)")
     p.add_argument("--overwrite", action="store_true", help="delete the results already in --out (another model's too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--runtime", choices=("torch", "onnx", "openvino"), default="torch",
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="what runs the front-end: torch (default), or onnx / openvino for a folder made by `exdd-lab export`")
     p.set_defaults(func=cmd_score)
     p = sub.add_parser("export", help="export a saved detector as one ONNX or OpenVINO graph: PatchCore's and ExDD's "
                                       "feature front-end (the banks travel beside it), the student-teacher's networks; "
                                       "score it with `score --runtime`")
-    p.add_argument("--model", required=True, help="folder written by `evaluate --method patchcore|exdd --save-model DIR`")
-    p.add_argument("--format", choices=("onnx", "openvino"), required=True, help="graph format (onnx runs in both runtimes)")
+    p.add_argument("--model", required=True, help="folder written by `evaluate --method M --save-model DIR`")
+    p.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="graph format (onnx runs in both runtimes)")
     p.add_argument("--out", required=True, help="new folder for the export (never overwritten)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("synthesize", help="make a synthetic defect set (images, exact masks, samples.json)")

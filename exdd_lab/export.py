@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from exdd_lab.exported import EXPORT_FORMAT, EXPORT_VERSION, MANIFEST, ExportError, RuntimeGraph, require, runtime_versions
+from exdd_lab.exported import (EXPORT_FORMAT, EXPORT_FORMATS, EXPORT_VERSION, MANIFEST, ExportError, RuntimeGraph, require,
+                               runtime_versions)
 from exdd_lab.features.patches import PatchFeatureExtractor, combine_layers
 from exdd_lab.methods.persistence import _package_version, model_fingerprint
 from exdd_lab.methods.registry import load_detector
 from exdd_lab.storage import atomic_directory, atomic_write_json, file_digest
 from exdd_lab.student_teacher.inference import grid_tensors
 
-EXPORT_FORMATS = ("onnx", "openvino")
 #: Largest relative difference ``||exported - torch|| / ||torch||`` of one image's patch features accepted at export.
 FIDELITY_LIMIT = 1e-4
 EXPORTABLE = ("patchcore", "exdd", "student-teacher")

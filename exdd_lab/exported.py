@@ -19,7 +19,8 @@ from exdd_lab.errors import ExddError
 from exdd_lab.features.patches import FeatureConfig
 from exdd_lab.storage import file_digest
 
-RUNTIMES = ("torch", "onnx", "openvino")
+EXPORT_FORMATS = ("onnx", "openvino")
+RUNTIMES = ("torch", *EXPORT_FORMATS)  # an export runs in either runtime; torch runs its copied model
 MANIFEST = "export.json"
 EXPORT_FORMAT = "exdd_lab-export"
 EXPORT_VERSION = 1

@@ -24,7 +24,7 @@ class MethodEntry:
 
     build: Callable[[FeatureConfig, dict], Detector]
     saved_as: str | None = None  # the file that marks a saved detector's folder
-    load: Callable[..., Detector] | None = None  # load(folder, extractor=None): another front-end where given
+    load: Callable[..., Detector] | None = None  # load(folder, **exported networks): see exported.runtime_networks
 
 
 METHODS: Registry[MethodEntry] = Registry("method")
