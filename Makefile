@@ -35,7 +35,7 @@ test-main: setup
 
 test-numerics: setup
 	EXDD_LAB_ISA=avx EXDD_LAB_THREADS=1 $(PY) -m pytest tests/test_notebooks.py -k "matches_reference and ($$($(PY) -c \
-	  "from exdd_lab.references import sensitive_notebooks as s; print(' or '.join(s()) or 'matches_reference')"))" $(PYTEST_ARGS)
+	  "from exdd_lab.lab.references import sensitive_notebooks as s; print(' or '.join(s()) or 'matches_reference')"))" $(PYTEST_ARGS)
 
 ## Unit tests (a few minutes, the Ray cluster tests included): skips notebook execution and the browser.
 test-fast: setup
@@ -47,7 +47,7 @@ references: setup
 	$(PY) benchmarks/numeric_spread.py --isa avx2 --threads 2
 	$(PY) benchmarks/numeric_spread.py --isa avx2 --threads 1
 	$(PY) benchmarks/numeric_spread.py --isa avx --threads 1
-	$(PY) -c "from exdd_lab.notebooks import update_references; print('wrote', update_references())"
+	$(PY) -c "from exdd_lab.lab.notebooks import update_references; print('wrote', update_references())"
 
 ## Benchmarks print numbers (they are not timed tests). The anomalib comparison is separate (long): see benchmarks/README.md.
 bench: setup

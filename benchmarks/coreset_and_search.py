@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from exdd_lab.coreset import StreamingCoreset, coreset_size, coverage_radius, greedy_coreset
+from exdd_lab.bank.coreset import StreamingCoreset, coreset_size, coverage_radius, greedy_coreset
 from exdd_lab.data import load_dataset
 from exdd_lab.features import PatchFeatureExtractor, extract_features
-from exdd_lab.memory import MemoryBank
-from exdd_lab.metrics import auroc
-from exdd_lab.scoring import anomaly_maps, max_score
+from exdd_lab.bank.memory import MemoryBank
+from exdd_lab.evaluation.metrics import auroc
+from exdd_lab.bank.scoring import anomaly_maps, max_score
 from exdd_lab.seeding import seed_everything
 
 SHARED_MTD = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtd"

@@ -104,9 +104,9 @@ def training_paths(dataset: str, n: int, scratch: Path, seed: int) -> list[Path]
 # ---------------------------------------------------------------------------------------------- one row
 def measure_row(spec: dict) -> dict:
     """One fit + predict in this process (called in a child with a fresh feature cache)."""
-    from exdd_lab import coreset
+    from exdd_lab.bank import coreset
     from exdd_lab.data.records import Sample
-    from exdd_lab.evaluation import evaluate_prediction, peak_rss_mb
+    from exdd_lab.evaluation.run import evaluate_prediction, peak_rss_mb
     from exdd_lab.features import FeatureConfig, extract_features
     from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
     from exdd_lab.seeding import seed_everything
@@ -209,7 +209,7 @@ def summary(rows: list[dict], out: Path) -> dict:
     tmp = out.with_name("cost_growth.json.tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(out.with_name("cost_growth.json"))
-    from exdd_lab.plots_cost import plot_cost_growth
+    from exdd_lab.plots.cost import plot_cost_growth
 
     fig = plot_cost_growth(rows)
     fig.savefig(out.with_name("cost_growth.png"), dpi=110, bbox_inches="tight")

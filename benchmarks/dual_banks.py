@@ -18,12 +18,12 @@ from dataclasses import replace
 from pathlib import Path
 
 
-from exdd_lab.count_sweep import synthetic_count_sweep
+from exdd_lab.experiments.count_sweep import synthetic_count_sweep
 from exdd_lab.data import load_dataset
-from exdd_lab.evaluation import compare_variants, evaluate_prediction
+from exdd_lab.evaluation.run import compare_variants, evaluate_prediction
 from exdd_lab.features import PatchFeatureExtractor, extract_features
 from exdd_lab.methods import PatchCore, PatchCoreSettings
-from exdd_lab.methods.exdd import ExDD, ExddSettings, variant_grid
+from exdd_lab.methods.exdd.detector import ExDD, ExddSettings, variant_grid
 from exdd_lab.seeding import seed_everything
 from exdd_lab.synthesis import cached_defect_set
 

@@ -4,7 +4,7 @@
                                          [--generator ddpm] [--n 100] [--real 0,5,10,20]
                                          [--out runs/exdd-robustness/rows.jsonl] [--summary]
 
-Per data set, ``exdd_lab.count_sweep.real_defect_sweep``: ONE negative bank (PatchCore's coreset, 1%) and, for
+Per data set, ``exdd_lab.experiments.count_sweep.real_defect_sweep``: ONE negative bank (PatchCore's coreset, 1%) and, for
 each K in ``--real``, a positive bank of ``--n`` synthetic defects plus K real ones; scored in the same run: PatchCore
 (``d_neg`` alone), ExDD's gated score (the kit's default) and ExDD's published ratio (``ratio_na``), all with the
 largest patch score as image score. The published ratio is scored on ExDD's own positive bank (no purification),
@@ -26,16 +26,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patchcore_fidelity import seeded_dataset  # noqa: E402
 
-from exdd_lab.count_sweep import REAL_SWEEP_SCORES, real_defect_sweep  # noqa: E402
+from exdd_lab.experiments.count_sweep import REAL_SWEEP_SCORES, real_defect_sweep  # noqa: E402
 from exdd_lab.features import PatchFeatureExtractor  # noqa: E402
-from exdd_lab.methods.exdd import ExddSettings  # noqa: E402
+from exdd_lab.methods.exdd.detector import ExddSettings  # noqa: E402
 from exdd_lab.synthesis import cached_defect_set  # noqa: E402
 
 DATASETS = "procedural,mtd-seed0,mtd-seed1,mtd-seed2,mtd-differnet,mpdd"
 
 
 def measure(name: str, generator: str, n: int, reals: list[int], done: set, out: Path) -> None:
-    """One data set's rows (:func:`~exdd_lab.count_sweep.real_defect_sweep`), appended to ``out``."""
+    """One data set's rows (:func:`~exdd_lab.experiments.count_sweep.real_defect_sweep`), appended to ``out``."""
     if all((name, generator, n, k, s) in done for k in reals for s in REAL_SWEEP_SCORES if not (s == "patchcore" and k)):
         return
     seed, ds = seeded_dataset(name)

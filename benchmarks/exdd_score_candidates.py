@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patchcore_fidelity import dataset_by_name  # noqa: E402
 
 from exdd_lab.components.metric_names import RANKING_METRICS  # noqa: E402
-from exdd_lab.evaluation import evaluate_prediction  # noqa: E402
+from exdd_lab.evaluation.run import evaluate_prediction  # noqa: E402
 from exdd_lab.features import extract_features  # noqa: E402
-from exdd_lab.memory import MemoryBank  # noqa: E402
+from exdd_lab.bank.memory import MemoryBank  # noqa: E402
 from exdd_lab.methods.base import Prediction  # noqa: E402
-from exdd_lab.methods.exdd import ExDD, ExddSettings  # noqa: E402
-from exdd_lab.ratio import ratio_scores  # noqa: E402
-from exdd_lab.scoring import anomaly_maps, max_patch_score  # noqa: E402
+from exdd_lab.methods.exdd.detector import ExDD, ExddSettings  # noqa: E402
+from exdd_lab.methods.exdd.ratio import ratio_scores  # noqa: E402
+from exdd_lab.bank.scoring import anomaly_maps, max_patch_score  # noqa: E402
 from exdd_lab.seeding import seed_everything  # noqa: E402
 from exdd_lab.synthesis import cached_defect_set  # noqa: E402
 

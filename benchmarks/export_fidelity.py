@@ -5,7 +5,7 @@
 
 For each data set: PatchCore with the kit's defaults (default backbone, its packaged ImageNet weights, 256 px) is
 fitted on the training split (seeded by the data set), saved, and exported both as ONNX and as OpenVINO IR
-(``exdd_lab.export.export_detector``). Then every test image goes through the PyTorch detector and through each
+(``exdd_lab.export.writer.export_detector``). Then every test image goes through the PyTorch detector and through each
 (export format, runtime) pair — ONNX in ONNX Runtime, ONNX in OpenVINO, IR in OpenVINO — and the script reports:
 
 - the largest per-image relative feature difference ``||exported - torch|| / ||torch||`` (issue target 1e-4);
@@ -28,8 +28,8 @@ import torch
 from patchcore_fidelity import seeded_dataset
 
 from exdd_lab.data.imageio import load_image
-from exdd_lab.evaluation import evaluate_prediction
-from exdd_lab.export import export_detector, relative_errors
+from exdd_lab.evaluation.run import evaluate_prediction
+from exdd_lab.export.writer import export_detector, relative_errors
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.methods.registry import load_detector
@@ -43,7 +43,7 @@ def fitted(method: str, ds, seed: int, folder: Path) -> Path:
     if method == "patchcore":
         PatchCore(FeatureConfig(), PatchCoreSettings(seed=seed)).fit(ds.train).save(folder)
     elif method == "exdd":
-        from exdd_lab.methods.exdd import ExDD, ExddSettings
+        from exdd_lab.methods.exdd.detector import ExDD, ExddSettings
         from exdd_lab.synthesis import cached_defect_set
 
         defects = list(cached_defect_set(ds.train, "perlin", 100, seed=seed, image_size=256).test)

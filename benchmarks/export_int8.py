@@ -23,9 +23,9 @@ from export_speed import throughput
 from patchcore_fidelity import seeded_dataset
 
 from exdd_lab.data.imageio import load_image
-from exdd_lab.evaluation import evaluate_prediction
-from exdd_lab.export import export_detector
-from exdd_lab.exported import RuntimeFrontEnd, read_manifest
+from exdd_lab.evaluation.run import evaluate_prediction
+from exdd_lab.export.writer import export_detector
+from exdd_lab.export.runtime import RuntimeFrontEnd, read_manifest
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.methods.registry import load_detector

@@ -27,7 +27,7 @@ import torch
 from patchcore_fidelity import seeded_dataset
 
 from exdd_lab.archive import score_archive
-from exdd_lab.export import export_detector
+from exdd_lab.export.writer import export_detector
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.methods.registry import load_detector

@@ -29,11 +29,11 @@ def main() -> None:
     os.environ["EXDD_LAB_CACHE"] = tempfile.mkdtemp(prefix="exdd-interval-cost-")  # cold, as a first evaluate
 
     from exdd_lab.data import load_dataset
-    from exdd_lab.evaluation import evaluate_prediction
+    from exdd_lab.evaluation.run import evaluate_prediction
     from exdd_lab.features import FeatureConfig
     from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
     from exdd_lab.seeding import seed_everything
-    from exdd_lab.uncertainty import BootstrapSettings, format_interval
+    from exdd_lab.evaluation.uncertainty import BootstrapSettings, format_interval
 
     seed_everything(args.seed)
     ds = load_dataset(None if args.data == "procedural" else args.data, args.layout, seed=args.seed)

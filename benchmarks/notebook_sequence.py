@@ -3,7 +3,7 @@
     python benchmarks/notebook_sequence.py [--data ../shared/data/mtd --layout mtd] [--full] [--seed 0]
                                            [--cold-cache]
 
-Runs the main job (``exdd_lab.runner.run_notebooks``, the same as ``exdd-lab run``) and prints seconds per
+Runs the main job (``exdd_lab.lab.runner.run_notebooks``, the same as ``exdd-lab run``) and prints seconds per
 notebook, the total against the target, and the peak memory of the largest notebook kernel. ``--cold-cache``
 points ``EXDD_LAB_CACHE`` at a fresh empty folder first, so converted weights, features, the DDPM, the
 synthetic sets and the student-teacher's training are all made from scratch (what a new machine pays).
@@ -16,7 +16,7 @@ import resource
 import tempfile
 import time
 
-from exdd_lab.runner import run_notebooks
+from exdd_lab.lab.runner import run_notebooks
 
 TARGET_S = {"small": 600, "full": 3600}
 

@@ -16,9 +16,9 @@ import shutil
 import time
 from pathlib import Path
 
-from exdd_lab.notebooks import REPO_ROOT, list_notebooks, run_reference_set
+from exdd_lab.lab.notebooks import REPO_ROOT, list_notebooks, run_reference_set
 from exdd_lab.numerics import ISA_CAPS, numeric_environment
-from exdd_lab.references import load_spread_runs, spread_table
+from exdd_lab.lab.references import load_spread_runs, spread_table
 
 DEFAULT_OUT = REPO_ROOT / "runs" / "numeric-spread"
 

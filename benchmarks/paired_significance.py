@@ -5,7 +5,7 @@
                                              [--resamples 1000] [--seed 0] [--out benchmarks/results/paired_significance.jsonl]
 
 For each data set, the comparisons the notes reason about "within the spread", each as one set of methods
-scored on one split and tested pairwise (``exdd_lab.evaluation.paired_table``: DeLong for image AUROC, a
+scored on one split and tested pairwise (``exdd_lab.evaluation.run.paired_table``: DeLong for image AUROC, a
 paired bootstrap over whole images for pixel AUROC and AUPRO, Holm over the pairs of a comparison):
 
 - ``coreset``: the default two-stage coreset against the exact greedy (128-d projection, the reference code's);
@@ -27,10 +27,10 @@ from pathlib import Path
 
 from patchcore_fidelity import seeded_dataset
 
-from exdd_lab.evaluation import paired_table, variant_predictions
+from exdd_lab.evaluation.run import paired_table, variant_predictions
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
-from exdd_lab.uncertainty import BootstrapSettings
+from exdd_lab.evaluation.uncertainty import BootstrapSettings
 
 COMPARISONS = ("coreset", "image-score", "exdd", "exdd-real")
 RESULTS = Path(__file__).resolve().parent / "results" / "paired_significance.jsonl"
@@ -69,7 +69,7 @@ def image_score_predictions(ds, seed: int) -> dict:
 
 
 def exdd_predictions(ds, seed: int, generator: str) -> dict:
-    from exdd_lab.methods.exdd import ExDD, ExddSettings, variant_grid
+    from exdd_lab.methods.exdd.detector import ExDD, ExddSettings, variant_grid
     from exdd_lab.synthesis import cached_defect_set
 
     defects = cached_defect_set(ds.train, generator, 100, seed=seed, image_size=256).test
@@ -84,7 +84,7 @@ def exdd_predictions(ds, seed: int, generator: str) -> dict:
 
 def exdd_real_predictions(ds, seed: int, generator: str, k: int = 20):
     """ExDD gated with 0 and with ``k`` real defects in the positive bank, on the test split without them."""
-    from exdd_lab.methods.exdd import ExDD, ExddSettings, variant_grid
+    from exdd_lab.methods.exdd.detector import ExDD, ExddSettings, variant_grid
     from exdd_lab.synthesis import cached_defect_set
 
     synthetic = list(cached_defect_set(ds.train, generator, 100, seed=seed, image_size=256).test)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from exdd_lab.bank_index import BANK_INDEXES, IvfIndex
+from exdd_lab.bank.index import BANK_INDEXES, IvfIndex
 from exdd_lab.components.metric_names import RANKING_METRICS
 from exdd_lab.data import load_dataset
-from exdd_lab.evaluation import run_evaluation
+from exdd_lab.evaluation.run import run_evaluation
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.seeding import seed_everything

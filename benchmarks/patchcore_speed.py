@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from exdd_lab.data import load_dataset
-from exdd_lab.evaluation import run_evaluation
+from exdd_lab.evaluation.run import run_evaluation
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.seeding import seed_everything

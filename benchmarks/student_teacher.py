@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from exdd_lab.data import load_dataset
-from exdd_lab.evaluation import evaluate_prediction, peak_rss_mb
+from exdd_lab.evaluation.run import evaluate_prediction, peak_rss_mb
 from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings
 from exdd_lab.seeding import seed_everything
 from exdd_lab.student_teacher import StudentTeacherConfig

@@ -11,7 +11,7 @@ the same test split: the head map (DeSTSeg's output), the discrepancy map (label
 standardised by their own mean and spread over the test images' grid cells and added (label-free, but it looks
 at the test images, so it is a probe, not a default). Rows are appended to ``--out`` per (data set, generator);
 a rerun skips what is there. ``--curve D:G`` measures the learning curve of one training instead
-(:func:`exdd_lab.learning_curve.student_teacher_learning_curve`; rows to ``curve.jsonl`` beside ``--out``).
+(:func:`exdd_lab.experiments.learning_curve.student_teacher_learning_curve`; rows to ``curve.jsonl`` beside ``--out``).
 Synthetic sets, the DDPM behind them and the trainings are cached.
 """
 from __future__ import annotations
@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patchcore_fidelity import seeded_dataset  # noqa: E402
 
 from exdd_lab.components.metric_names import HEADLINE_METRICS  # noqa: E402
-from exdd_lab.evaluation import evaluate_prediction  # noqa: E402
-from exdd_lab.learning_curve import student_teacher_learning_curve  # noqa: E402
+from exdd_lab.evaluation.run import evaluate_prediction  # noqa: E402
+from exdd_lab.experiments.learning_curve import student_teacher_learning_curve  # noqa: E402
 from exdd_lab.methods import PatchCore  # noqa: E402
 from exdd_lab.methods.base import Prediction  # noqa: E402
 from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings  # noqa: E402
-from exdd_lab.scoring import anomaly_maps, top_k_mean  # noqa: E402
+from exdd_lab.bank.scoring import anomaly_maps, top_k_mean  # noqa: E402
 from exdd_lab.student_teacher import StudentTeacherConfig  # noqa: E402
 
 METRICS = HEADLINE_METRICS

@@ -17,15 +17,15 @@ from exdd_lab.components.metric_names import PRECISION_METRICS, RANKING_METRICS,
 from exdd_lab.errors import ExddError
 
 from exdd_lab.archive.engines import ENGINES
-from exdd_lab.bank_index import AUTO_EXACT_LIMIT, BANK_INDEXES
-from exdd_lab.coreset import CORESET_METHODS
+from exdd_lab.bank.index import AUTO_EXACT_LIMIT, BANK_INDEXES
+from exdd_lab.bank.coreset import CORESET_METHODS
 from exdd_lab.data.layouts import LAYOUTS, MTD_SPLITS
-from exdd_lab.exported import EXPORT_FORMATS, RUNTIMES
+from exdd_lab.export.runtime import EXPORT_FORMATS, RUNTIMES
 from exdd_lab.methods import exdd as exdd_method
 from exdd_lab.methods import patchcore as patchcore_method
 from exdd_lab.methods import student_teacher as student_teacher_method
 from exdd_lab.methods.registry import METHODS
-from exdd_lab.positive_patches import POSITIVE_PATCHES
+from exdd_lab.methods.exdd.positive_patches import POSITIVE_PATCHES
 from exdd_lab.synthesis.registry import GENERATORS
 
 #: Every named choice comes from its registry: a new layout, generator or strategy appears here by itself.
@@ -130,7 +130,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from exdd_lab.runner import run_notebooks
+    from exdd_lab.lab.runner import run_notebooks
 
     data, layout = _dataset_args(args)
     if args.split or args.split_file:
@@ -143,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from exdd_lab.evaluation import run_evaluation
+    from exdd_lab.evaluation.run import run_evaluation
     from exdd_lab.features import FeatureConfig, check_backbone_name
     from exdd_lab.methods.base import Savable
     from exdd_lab.methods.registry import build_method
@@ -185,13 +185,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     keys += tuple(k for k in result if k.startswith(("head_", "discrepancy_")))
     print("  ".join(f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in keys))
     if result.get("intervals"):
-        from exdd_lab.uncertainty import format_interval
+        from exdd_lab.evaluation.uncertainty import format_interval
 
         level = round(100 * result["interval_settings"]["level"])
         print(f"{level} % intervals (bootstrap over test images): " + "  ".join(
             f"{k} {format_interval(result.get(k), v)}" for k, v in result["intervals"].items() if v))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'scores.csv'}")
-    from exdd_lab.published import format_comparison, published_numbers
+    from exdd_lab.evaluation.published import format_comparison, published_numbers
 
     if published_numbers(result):
         print(f"\nnext to the published numbers on this split ({result['split']['protocol']}; n/p = not published):")
@@ -225,7 +225,7 @@ def _exdd_defects(args: argparse.Namespace, ds, options: dict):
 
 
 def _add_interval_args(p: argparse.ArgumentParser) -> None:
-    from exdd_lab.uncertainty import INTERVAL_METHODS
+    from exdd_lab.evaluation.uncertainty import INTERVAL_METHODS
 
     p.add_argument("--bootstrap", type=int, default=1000,
                    help="resamples of the test images behind every metric's 95%% interval (default 1000; 0 = none)")
@@ -234,7 +234,7 @@ def _add_interval_args(p: argparse.ArgumentParser) -> None:
 
 
 def _bootstrap(args: argparse.Namespace):
-    from exdd_lab.uncertainty import BootstrapSettings
+    from exdd_lab.evaluation.uncertainty import BootstrapSettings
 
     return BootstrapSettings(resamples=args.bootstrap, method=args.interval_method, seed=args.seed)
 
@@ -245,7 +245,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from exdd_lab.compare import compare_methods, compared_methods, write_comparison
+    from exdd_lab.experiments.compare import compare_methods, compared_methods, write_comparison
     from exdd_lab.features import FeatureConfig, check_backbone_name
     from exdd_lab.seeding import seed_everything
 
@@ -273,7 +273,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                            "FP_normal_only") if c in overall.columns]
     print(overall[columns].round(3).to_string())
     if not comparison.paired.empty:
-        from exdd_lab.paired_tests import format_paired
+        from exdd_lab.evaluation.paired_tests import format_paired
 
         print("\npaired differences on the same test images (first minus second; DeLong for image AUROC, paired "
               "bootstrap otherwise" + ("; p Holm-adjusted" if len(names) > 2 else "") + "):")
@@ -297,10 +297,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """The saved detector as an ONNX or OpenVINO graph, the saved model beside it (exdd_lab.export)."""
+    """The saved detector as an ONNX or OpenVINO graph, the saved model beside it (exdd_lab.export.writer)."""
     import json
 
-    from exdd_lab.export import MANIFEST, export_detector
+    from exdd_lab.export.writer import MANIFEST, export_detector
 
     out = export_detector(args.model, args.format, args.out)
     manifest = json.loads((out / MANIFEST).read_text())

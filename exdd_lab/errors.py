@@ -33,3 +33,7 @@ class BackboneError(ExddError, ValueError):
 
 class WeightsNotFoundError(ExddError, FileNotFoundError):
     """Pretrained weights were asked for but are not on this machine."""
+
+
+class ExportError(ExddError):
+    """An export that cannot be made or loaded: a missing runtime, an old or changed folder."""

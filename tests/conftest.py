@@ -118,16 +118,16 @@ def write_notebook(path: Path, *cells: tuple[str, list[str] | None]) -> Path:
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory) -> tuple[Path, bool, list[str]]:
     """``(run folder, all notebooks ok, the runner's log lines)``."""
-    from exdd_lab.report import METRIC_COLUMNS
-    from exdd_lab.runner import run_notebooks
+    from exdd_lab.lab.report import METRIC_COLUMNS
+    from exdd_lab.lab.runner import run_notebooks
 
     folder = tmp_path_factory.mktemp("small-run")
-    methods = ("import pandas as pd\nfrom exdd_lab.notebooks import artefact_dir, save_notebook_metrics\n"
+    methods = ("import pandas as pd\nfrom exdd_lab.lab.notebooks import artefact_dir, save_notebook_metrics\n"
                f"columns = {METRIC_COLUMNS!r}\n"
                "pd.DataFrame([[0.875] * len(columns), [0.5] * len(columns)], index=['alpha-method', 'beta-method'], "
                "columns=columns).to_csv(artefact_dir(metrics_path) / '06_x.methods.csv')\n"
                "save_notebook_metrics('06_x', {'answer': 42.0}, metrics_path)")
-    save = "from exdd_lab.notebooks import save_notebook_metrics\nsave_notebook_metrics('00_fig', {'seed_seen': seed}, metrics_path)"
+    save = "from exdd_lab.lab.notebooks import save_notebook_metrics\nsave_notebook_metrics('00_fig', {'seed_seen': seed}, metrics_path)"
     books = [write_notebook(folder / "00_fig.ipynb", (REPORT_FIGURE, ["report"]), ("print('not a key figure')", None), (save, None)),
              write_notebook(folder / "01_methods.ipynb", (methods, None)),
              write_notebook(folder / "02_bad.ipynb", ("raise ValueError('boom in cell')", None))]

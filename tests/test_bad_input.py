@@ -40,7 +40,7 @@ def test_mask_of_the_wrong_size_is_refused_not_stretched(wrong_mask_dataset, tmp
 
 def test_exdd_and_student_teacher_refuse_a_wrong_mask(wrong_mask_dataset, tmp_path):
     from exdd_lab.features import FeatureConfig
-    from exdd_lab.methods.exdd import ExDD
+    from exdd_lab.methods.exdd.detector import ExDD
     from exdd_lab.student_teacher.network import Teacher
     from exdd_lab.student_teacher.training import build_training_data
     from exdd_lab.synthesis import load_defect_set
@@ -96,7 +96,7 @@ def test_coreset_ratio_outside_its_range(capsys):
     with pytest.raises(SystemExit) as info:
         main(["evaluate", "--coreset", "0", "--out", "x"])
     assert info.value.code == 2 and "outside (0, 1]" in capsys.readouterr().err
-    from exdd_lab.coreset import coreset_size
+    from exdd_lab.bank.coreset import coreset_size
 
     with pytest.raises(SettingsError, match="outside"):
         coreset_size(100, 0.0)
@@ -119,7 +119,7 @@ def test_saved_detector_of_another_format_is_refused(tiny_mvtec, tmp_path):
     import json
 
     from exdd_lab.features import FeatureConfig
-    from exdd_lab.methods.exdd import ExDD
+    from exdd_lab.methods.exdd.detector import ExDD
     from exdd_lab.methods.registry import load_detector
 
     ds = load_dataset(tiny_mvtec, "mvtec")

@@ -6,9 +6,9 @@ import matplotlib
 import numpy as np
 import pytest
 
-from exdd_lab import browser as browser_module
-from exdd_lab.browser import FailureBrowser, browse, case_gallery
-from exdd_lab.results import build_results, per_type_summary
+from exdd_lab.plots import browser as browser_module
+from exdd_lab.plots.browser import FailureBrowser, browse, case_gallery
+from exdd_lab.evaluation.results import build_results, per_type_summary
 
 matplotlib.use("Agg")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -89,7 +89,7 @@ def test_interactive_runs_get_the_browser(results, monkeypatch):
 
 
 def test_comparison_figures(results):
-    from exdd_lab import plots_analysis
+    from exdd_lab.plots import failures as plots_analysis
 
     fig = plots_analysis.plot_roc_pr(results.table)
     assert [len(ax.get_legend().get_texts()) for ax in fig.axes] == [2, 2]

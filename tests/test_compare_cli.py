@@ -31,7 +31,7 @@ def test_compare_writes_every_methods_outputs_and_the_results_table(tiny_mvtec, 
     direct = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(seed=0)).fit(ds.train).predict(ds.test).scores
     written = pd.read_csv(out / "patchcore" / "scores.csv").set_index("image_path")["score"]
     assert [written[str(s.image_path)] for s in ds.test] == pytest.approx(direct, rel=1e-5)
-    from exdd_lab.references import random_score_quantile  # above what random scores reach on 6 / 4 images
+    from exdd_lab.lab.references import random_score_quantile  # above what random scores reach on 6 / 4 images
 
     assert json.loads((out / "patchcore" / "metrics.json").read_text())["image_auroc"] > random_score_quantile("image_auroc", 6, 4)
     results = pd.read_parquet(out / "results.parquet")
@@ -45,7 +45,7 @@ def test_compare_writes_every_methods_outputs_and_the_results_table(tiny_mvtec, 
     assert list((out / "gallery").glob("*.png")), "the gallery has the failure cases as figures"
     assert "results.csv/.parquet" in printed.out
     # every metric carries its interval; every pair of methods its paired test, DeLong's from the scores
-    from exdd_lab.paired_tests import delong_test
+    from exdd_lab.evaluation.paired_tests import delong_test
 
     metrics = json.loads((out / "exdd" / "metrics.json").read_text())
     low, high = metrics["intervals"]["image_auroc"]

@@ -1,9 +1,8 @@
-"""The shared components: one frozen front-end, one checkpointer, one projection, one device choice,
-and a package without import cycles."""
+"""The shared components: one frozen front-end, one checkpointer, one projection, one device choice.
+
+The package's import structure (no cycles, floors that import only downwards) is tests/test_package_layers.py."""
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from exdd_lab.errors import ImageError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
 from exdd_lab.student_teacher import Teacher
 
-PACKAGE = Path(__file__).resolve().parents[1] / "exdd_lab"
 
 
 def test_extractor_and_teacher_share_one_frozen_front_end():
@@ -78,37 +76,3 @@ def test_projection_continues_a_generator_stream():
 def test_explicit_device_wins():
     assert pick_device("cpu") == torch.device("cpu")
     assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _imports(path: Path) -> set[str]:
-    """Every ``exdd_lab`` module a file imports, at any depth (inside functions and TYPE_CHECKING too)."""
-    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.startswith("exdd_lab")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("exdd_lab"):
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return found - {module}
-
-
-def test_no_import_cycle_between_modules():
-    files = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
-             for p in PACKAGE.rglob("*.py")}
-    graph = {m: {i for i in _imports(p) if i in files and not m.startswith(i + ".") and i != "exdd_lab"}
-             for m, p in files.items()}
-    state: dict[str, int] = {}
-
-    def visit(node: str, trail: list[str]) -> None:
-        state[node] = 1
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(nxt):] + [nxt]))
-            if nxt not in state:
-                visit(nxt, trail + [nxt])
-        state[node] = 2
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [m])

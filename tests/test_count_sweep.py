@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from exdd_lab.count_sweep import synthetic_count_sweep
+from exdd_lab.experiments.count_sweep import synthetic_count_sweep
 from exdd_lab.data import load_dataset
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor
 from exdd_lab.methods import PatchCore, PatchCoreSettings
-from exdd_lab.methods.exdd import ExddSettings
+from exdd_lab.methods.exdd.detector import ExddSettings
 
 
 def test_sweep_rows_and_negative_only_baseline(tiny_mvtec):
@@ -18,7 +18,7 @@ def test_sweep_rows_and_negative_only_baseline(tiny_mvtec):
     assert list(table["count"]) == [0, 2, 4] and (table["generator"] == "perlin").all()
     assert table.loc[0, "positive_patches"] == 0 and (table.loc[1:, "positive_patches"] > 0).all()
     pc = PatchCore(settings=PatchCoreSettings(coreset_ratio=0.25, seed=0), extractor=extractor).fit(ds.train)
-    from exdd_lab.evaluation import evaluate_prediction
+    from exdd_lab.evaluation.run import evaluate_prediction
 
     baseline, _ = evaluate_prediction(ds, pc.predict(ds.test), 64)
     assert np.isclose(table.loc[0, "image_auroc"], baseline["image_auroc"])  # count 0 is PatchCore
@@ -37,7 +37,7 @@ def test_counts_that_fill_no_positive_bank_give_nan_rows(tiny_mvtec):
 
 
 def test_real_defect_sweep_shares_one_test_split_and_scores_patchcore_once(tiny_mvtec):
-    from exdd_lab.count_sweep import real_defect_sweep
+    from exdd_lab.experiments.count_sweep import real_defect_sweep
     from exdd_lab.synthesis import PerlinBlendGenerator, synthesize, write_defect_set, load_defect_set
 
     ds = load_dataset(tiny_mvtec, "mvtec")
@@ -57,7 +57,7 @@ def test_real_defect_sweep_shares_one_test_split_and_scores_patchcore_once(tiny_
     assert table[["image_auroc", "pixel_auroc"]].notna().all().all()
     pc = PatchCore(settings=PatchCoreSettings(coreset_ratio=0.25, seed=0), extractor=extractor).fit(ds.train)
     evaluated, _ = ds.with_training_defects(2, seed=0)
-    from exdd_lab.evaluation import evaluate_prediction
+    from exdd_lab.evaluation.run import evaluate_prediction
 
     baseline, _ = evaluate_prediction(evaluated, pc.predict(evaluated.test), 64)
     assert np.isclose(table.loc[0, "image_auroc"], baseline["image_auroc"])  # PatchCore's row is PatchCore

@@ -67,10 +67,10 @@ def test_every_registered_layout_is_documented_and_offered():
 
 
 def test_readme_lists_exactly_the_registered_choices():
-    from exdd_lab.bank_index import BANK_INDEXES
-    from exdd_lab.coreset import CORESET_METHODS
+    from exdd_lab.bank.index import BANK_INDEXES
+    from exdd_lab.bank.coreset import CORESET_METHODS
     from exdd_lab.methods import exdd, patchcore, student_teacher
-    from exdd_lab.positive_patches import POSITIVE_PATCHES
+    from exdd_lab.methods.exdd.positive_patches import POSITIVE_PATCHES
     from exdd_lab.synthesis.registry import GENERATORS
 
     text = (REPO / "README.md").read_text()

@@ -11,9 +11,9 @@ from exdd_lab.cli import main
 from exdd_lab.data import load_dataset
 from exdd_lab.errors import ExddError
 from exdd_lab.features import FeatureConfig
-from exdd_lab.memory import BankError
+from exdd_lab.bank.memory import BankError
 from exdd_lab.methods import PatchCore, PatchCoreSettings
-from exdd_lab.methods.exdd import ExDD, ExddSettings
+from exdd_lab.methods.exdd.detector import ExDD, ExddSettings
 from exdd_lab.synthesis import PerlinBlendGenerator, load_defect_set, synthesize, write_defect_set
 
 FEATURES = FeatureConfig(image_size=64)
@@ -50,8 +50,8 @@ def test_fit_builds_both_banks_and_predicts_finite_maps(fitted, tiny):
 
 
 def test_negative_variant_is_patchcore_on_the_same_bank(fitted, tiny):
-    from exdd_lab.methods.exdd import variant_grid
-    from exdd_lab.scoring import anomaly_maps, max_score
+    from exdd_lab.methods.exdd.detector import variant_grid
+    from exdd_lab.bank.scoring import anomaly_maps, max_score
 
     # ExDD scores every variant as max of the smoothed map, so compare with PatchCore scored that way
     pc = PatchCore(FEATURES, PatchCoreSettings(coreset_ratio=0.25, seed=0, image_score="max")).fit(tiny.train)
@@ -60,7 +60,7 @@ def test_negative_variant_is_patchcore_on_the_same_bank(fitted, tiny):
 
 
 def test_gated_score_is_patchcore_raised_only_where_a_patch_is_unusual_and_defect_like(fitted, tiny, synthetic):
-    from exdd_lab.ratio import gated_scores
+    from exdd_lab.methods.exdd.ratio import gated_scores
 
     stats = fitted.normal_stats
     assert stats is not None and stats.worst_patch > 0 and stats.defect_distance > 0
@@ -79,7 +79,7 @@ def test_gated_score_is_patchcore_raised_only_where_a_patch_is_unusual_and_defec
 
 
 def test_purified_positive_bank_holds_only_unusual_patches(fitted, tiny, synthetic):
-    from exdd_lab.ratio import typical_worst_patch
+    from exdd_lab.methods.exdd.ratio import typical_worst_patch
 
     gate = typical_worst_patch(fitted.calibration_d_neg())
     assert len(fitted.calibration_d_neg()) == len(tiny.train)  # every training image when there are fewer than 100
@@ -95,7 +95,7 @@ def test_purified_positive_bank_holds_only_unusual_patches(fitted, tiny, synthet
 
 
 def test_published_ratio_stays_available(tiny, synthetic):
-    from exdd_lab.methods.exdd import variant_grid
+    from exdd_lab.methods.exdd.detector import variant_grid
 
     det = ExDD(FEATURES, ExddSettings(negative_ratio=0.25, positive_ratio=0.5, min_mask_fraction=0.3, score="ratio_na"),
                defects=synthetic).fit(tiny.train)
@@ -115,7 +115,7 @@ def test_exdd_image_score_option(tiny, synthetic):
     pred = det.predict(tiny.test)
     assert np.isfinite(pred.scores).all() and (pred.scores >= 0).all()
     assert "max_map_score" in pred.extra
-    from exdd_lab.ratio import exdd_image_score
+    from exdd_lab.methods.exdd.ratio import exdd_image_score
 
     e, n = pred.extra, len(tiny.test)
     expected = exdd_image_score(e["d_neg"].reshape(n, -1), e["d_pos"].reshape(n, -1), e["w_neg"].reshape(n, -1),

@@ -1,4 +1,4 @@
-"""Exported detectors (exdd_lab.export): the ONNX / OpenVINO front-end gives PyTorch's features and scores at any
+"""Exported detectors (exdd_lab.export.writer): the ONNX / OpenVINO front-end gives PyTorch's features and scores at any
 batch size, through the library, `exdd-lab export` and `exdd-lab score --runtime`; and a changed, old or
 mismatched export is refused with the fix."""
 from __future__ import annotations
@@ -18,11 +18,11 @@ from exdd_lab.archive import compare_results
 from exdd_lab.cli import main
 from exdd_lab.data import load_dataset
 from exdd_lab.data.imageio import load_image
-from exdd_lab.errors import ExddError
-from exdd_lab.evaluation import evaluate_prediction
-from exdd_lab.export import MANIFEST, ExportError, export_detector, relative_errors
+from exdd_lab.errors import ExddError, ExportError
+from exdd_lab.evaluation.run import evaluate_prediction
+from exdd_lab.export.writer import MANIFEST, export_detector, relative_errors
 from exdd_lab.features import FeatureConfig
-from exdd_lab.methods.exdd import ExDD, ExddSettings
+from exdd_lab.methods.exdd.detector import ExDD, ExddSettings
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.methods.registry import load_detector
 

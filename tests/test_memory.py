@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from exdd_lab.coreset import coverage_radius, coreset_size, greedy_coreset
-from exdd_lab.memory import BankError, MemoryBank
+from exdd_lab.bank.coreset import coverage_radius, coreset_size, greedy_coreset
+from exdd_lab.bank.memory import BankError, MemoryBank
 
 
 def clustered(n=3000, dim=16, seed=0):
@@ -30,7 +30,7 @@ def test_two_stage_greedy_covers_about_as_well_as_the_textbook_loop():
 
 
 def test_streaming_coreset_splits_big_chunks_into_cache_sized_pieces():
-    from exdd_lab.coreset import StreamingCoreset
+    from exdd_lab.bank.coreset import StreamingCoreset
 
     x = clustered(6000, 16, seed=2)
     whole = StreamingCoreset(len(x), 90, 16, projection_dim=None, seed=4, chunk_patches=1000)
@@ -117,7 +117,7 @@ def test_approximate_index_finds_exact_neighbours_mostly_and_never_closer(name):
 
 
 def test_auto_index_is_exact_up_to_the_limit_and_approximate_above(monkeypatch):
-    from exdd_lab import bank_index
+    from exdd_lab.bank import index as bank_index
 
     x = clustered(2000, 8, seed=3)
     assert MemoryBank(8).add(x).index_in_use == "flat"  # the default: a bank this size is searched exactly
@@ -138,7 +138,7 @@ def test_a_saved_approximate_index_answers_as_the_fitted_one(tmp_path):
     after = again.search(q, k=2)
     assert np.array_equal(before[1], after[1]) and np.allclose(before[0], after[0])
     # an index saved with other items is refused, naming the mix-up
-    from exdd_lab.bank_index import BankIndexError, index_from_bytes, index_to_bytes
+    from exdd_lab.bank.index import BankIndexError, index_from_bytes, index_to_bytes
 
     other = MemoryBank(16, index="ivf").add(x[:3000])
     with pytest.raises(BankIndexError, match="mixed from two saves"):
@@ -156,7 +156,7 @@ def test_the_same_items_and_seed_build_the_same_approximate_index():
 
 
 def test_streaming_coreset_matches_the_requested_size_and_covers():
-    from exdd_lab.coreset import StreamingCoreset
+    from exdd_lab.bank.coreset import StreamingCoreset
 
     x = clustered(5000, 16, seed=4)
     stream = StreamingCoreset(len(x), 100, 16, projection_dim=None, seed=0)
@@ -167,12 +167,12 @@ def test_streaming_coreset_matches_the_requested_size_and_covers():
     rows = {tuple(r) for r in x.numpy().round(5).tolist()}
     assert all(tuple(r) in rows for r in chosen.numpy().round(5).tolist()), "the coreset holds original items"
     rand = x[np.random.default_rng(0).choice(len(x), 100, replace=False)]
-    from exdd_lab.neighbours import knn
+    from exdd_lab.components.neighbours import knn
 
     assert knn(x, chosen)[0].max() < knn(x, rand)[0].max()
 
 def test_streaming_coreset_skips_a_too_costly_final_pass(monkeypatch):
-    import exdd_lab.coreset as cs
+    import exdd_lab.bank.coreset as cs
 
     x = clustered(5000, 16, seed=5)
     monkeypatch.setattr(cs, "FINAL_STAGE_BUDGET", 1.0)  # any final pass is "too costly"
@@ -185,7 +185,7 @@ def test_streaming_coreset_skips_a_too_costly_final_pass(monkeypatch):
 
 
 def test_exact_coreset_keeps_features_on_disk_and_removes_them(tmp_path, monkeypatch):
-    from exdd_lab.coreset import ExactCoreset
+    from exdd_lab.bank.coreset import ExactCoreset
 
     monkeypatch.setenv("EXDD_LAB_CACHE", str(tmp_path))
     x = clustered(3000, 16, seed=8)
@@ -201,7 +201,7 @@ def test_exact_coreset_keeps_features_on_disk_and_removes_them(tmp_path, monkeyp
 
 @pytest.mark.parametrize("name", ["ivf", "hnsw"])
 def test_refining_makes_each_images_largest_distance_exact(name):
-    from exdd_lab.bank_index import HnswIndex, IvfIndex
+    from exdd_lab.bank.index import HnswIndex, IvfIndex
 
     x = clustered(6000, 16, seed=9)
     exact = MemoryBank(16, index="flat").add(x[1000:])
@@ -223,7 +223,7 @@ def test_refining_makes_each_images_largest_distance_exact(name):
 
 
 def test_a_grouped_final_pass_keeps_k_and_covers_better_than_no_final_pass(monkeypatch):
-    import exdd_lab.coreset as cs
+    import exdd_lab.bank.coreset as cs
 
     x = clustered(20000, 16, seed=11)
     monkeypatch.setattr(cs, "FINAL_STAGE_BUDGET", 1.0)  # a global final pass is never affordable here

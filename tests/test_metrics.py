@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from exdd_lab.metrics import aupro, auroc, evaluate, f1_max, normal_only_threshold, per_type_table
+from exdd_lab.evaluation.metrics import aupro, auroc, evaluate, f1_max, normal_only_threshold, per_type_table
 
 
 def brute_aupro(masks, maps, limit=0.3):
@@ -110,7 +110,7 @@ def test_evaluate_and_per_type_breakdown():
 def test_fast_auroc_and_ap_equal_scikit_learn(seed):
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from exdd_lab.metrics import average_precision
+    from exdd_lab.evaluation.metrics import average_precision
 
     rng = np.random.default_rng(seed)
     labels = rng.random(500) < 0.3
@@ -120,7 +120,7 @@ def test_fast_auroc_and_ap_equal_scikit_learn(seed):
 
 
 def test_hardest_cases_rank_false_alarms_and_misses():
-    from exdd_lab.analysis import hardest_cases
+    from exdd_lab.evaluation.failures import hardest_cases
 
     labels = np.array([0, 0, 0, 1, 1, 1])
     scores = np.array([0.1, 0.9, 0.5, 0.2, 0.8, 0.05])

@@ -5,7 +5,7 @@ import torch
 from exdd_lab.errors import ExddError
 from exdd_lab.features.inspect import feature_statistics, layer_pca_rgb, nearest_normal_distances
 from exdd_lab.features.patch_labels import mask_fraction_per_patch, patch_labels
-from exdd_lab.neighbours import knn
+from exdd_lab.components.neighbours import knn
 
 
 def test_knn_matches_brute_force():

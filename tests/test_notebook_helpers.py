@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exdd_lab.notebooks import NOTEBOOKS_DIR, mode_parameters, show_source
+from exdd_lab.lab.notebooks import NOTEBOOKS_DIR, mode_parameters, show_source
 
 
 def test_given_values_win_and_none_takes_the_mode_default(capsys):
@@ -19,8 +19,8 @@ def test_given_values_win_and_none_takes_the_mode_default(capsys):
 
 
 def test_show_source_shows_the_functions_that_run():
-    from exdd_lab.coreset import greedy_k_center
-    from exdd_lab.ratio import gated_scores, ratio_scores
+    from exdd_lab.bank.coreset import greedy_k_center
+    from exdd_lab.methods.exdd.ratio import gated_scores, ratio_scores
 
     code = show_source(ratio_scores, gated_scores).data
     assert "def ratio_scores(" in code and "def gated_scores(" in code

@@ -2,7 +2,7 @@
 
 Policy: no outputs are committed except the text outputs of cells marked ``# NBVAL_CHECK_OUTPUT``
 (nbval compares those); no execution counts; every notebook opens with a papermill ``parameters``
-cell and ends by saving its metrics. ``make references`` (or ``exdd_lab.notebooks.strip_outputs``)
+cell and ends by saving its metrics. ``make references`` (or ``exdd_lab.lab.notebooks.strip_outputs``)
 restores this state.
 """
 import shutil
@@ -10,7 +10,7 @@ import shutil
 import nbformat
 import pytest
 
-from exdd_lab.notebooks import CHECK_MARK, list_notebooks, strip_outputs
+from exdd_lab.lab.notebooks import CHECK_MARK, list_notebooks, strip_outputs
 
 NOTEBOOKS = list_notebooks()
 COMMON_PARAMETERS = ("dataset", "layout", "category", "seed", "image_size", "fast", "metrics_path")

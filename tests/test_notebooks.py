@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from exdd_lab.notebooks import NOTEBOOKS_DIR, execute_notebook, list_notebooks, reference_runs
-from exdd_lab.references import compare_metrics, load_references
+from exdd_lab.lab.notebooks import NOTEBOOKS_DIR, execute_notebook, list_notebooks, reference_runs
+from exdd_lab.lab.references import compare_metrics, load_references
 from exdd_lab.numerics import harness_environment
 
 RUNS = reference_runs()

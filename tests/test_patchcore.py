@@ -7,10 +7,10 @@ import pytest
 
 from exdd_lab.cli import main
 from exdd_lab.data import load_dataset
-from exdd_lab.evaluation import run_evaluation
-from exdd_lab.uncertainty import BootstrapSettings
+from exdd_lab.evaluation.run import run_evaluation
+from exdd_lab.evaluation.uncertainty import BootstrapSettings
 from exdd_lab.features import FeatureConfig, extract_features
-from exdd_lab.memory import BankError, MemoryBank
+from exdd_lab.bank.memory import BankError, MemoryBank
 from exdd_lab.methods import PatchCore, PatchCoreSettings
 
 KEYS = {"image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "f1_max", "f1_threshold", "fit_s",
@@ -132,7 +132,7 @@ def test_exact_coreset_method_builds_a_bank_of_the_same_size_and_quality(tiny):
     c_exact, c_fast, c_random = coverage(exact.bank.items), coverage(fast.bank.items), coverage(random_bank)
     assert c_exact <= c_fast <= 1.25 * c_exact < c_random, (c_exact, c_fast, c_random)
     labels = np.array([s.label for s in tiny.test])
-    from exdd_lab.metrics import auroc
+    from exdd_lab.evaluation.metrics import auroc
 
     assert abs(auroc(labels, exact.predict(tiny.test).scores) - auroc(labels, fast.predict(tiny.test).scores)) <= 0.05
     with pytest.raises(ValueError, match="unknown coreset method 'random'"):
@@ -143,7 +143,7 @@ def test_an_approximate_bank_gives_the_exact_image_scores_and_saves_its_index(ti
     """A deliberately poor index (HNSW with 2 links, a beam of 1) misses many nearest items, so its patch scores
     differ from exact search; the image score (the largest patch distance) is still the exact one, and a saved
     and loaded detector answers exactly as the fitted one."""
-    from exdd_lab.bank_index import BANK_INDEXES, HnswIndex
+    from exdd_lab.bank.index import BANK_INDEXES, HnswIndex
 
     monkeypatch.setitem(BANK_INDEXES._items, "hnsw", lambda: HnswIndex(links=2, ef_construction=4, ef_search=1))
     exact = PatchCore(FeatureConfig(image_size=64), PatchCoreSettings(coreset_ratio=0.5, bank_index="flat")).fit(tiny.train)

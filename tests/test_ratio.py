@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from exdd_lab.memory import MemoryBank
-from exdd_lab.methods.exdd import variant_grid
-from exdd_lab.ratio import (
+from exdd_lab.bank.memory import MemoryBank
+from exdd_lab.methods.exdd.detector import variant_grid
+from exdd_lab.methods.exdd.ratio import (
     NormalStatistics, bank_support, exdd_image_score, gated_scores, neighbourhood_weights, normal_statistics, ratio_scores,
 )
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from exdd_lab.browser import HEADLESS_ENV
+from exdd_lab.plots.browser import HEADLESS_ENV
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from exdd_lab.metrics import auroc, average_precision, f1_max
-from exdd_lab.references import (build_references, chance_bound, compare_metrics, is_quality_metric, load_references,
-                                 load_spread_runs, random_score_quantile, reference_entry, spread_table)
+from exdd_lab.evaluation.metrics import auroc, average_precision, f1_max
+from exdd_lab.lab.references import (build_references, chance_bound, compare_metrics, is_quality_metric, load_references,
+                                     load_spread_runs, random_score_quantile, reference_entry, spread_table)
 
 SPLIT = {"n_test_defect": 40, "n_test_good": 20}
 
@@ -32,7 +32,7 @@ def test_tolerance_is_twice_the_measured_spread():
 
 
 def test_random_score_levels_match_the_kit_metrics():
-    """The vectorised random-score levels compute what exdd_lab.metrics computes on the same orders."""
+    """The vectorised random-score levels compute what exdd_lab.evaluation.metrics computes on the same orders."""
     rng = np.random.default_rng(1)
     labels = np.r_[np.ones(12, bool), np.zeros(8, bool)]
     values = {"image_auroc": [], "image_ap": [], "f1_max": []}

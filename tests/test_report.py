@@ -5,7 +5,7 @@ import re
 import nbformat
 from conftest import REPORT_FIGURE, write_notebook
 
-from exdd_lab.report import key_figures
+from exdd_lab.lab.report import key_figures
 
 
 def test_run_writes_a_report_with_everything(small_run):
@@ -32,7 +32,7 @@ def test_run_writes_a_report_with_everything(small_run):
 
 
 def test_key_figures_only_from_tagged_cells(tmp_path):
-    from exdd_lab.notebooks import execute_notebook
+    from exdd_lab.lab.notebooks import execute_notebook
 
     book = write_notebook(tmp_path / "n.ipynb", (REPORT_FIGURE, ["report"]), (REPORT_FIGURE.replace("goes up", "is not key"), None))
     execute_notebook(book, tmp_path / "out.ipynb")
@@ -42,9 +42,9 @@ def test_key_figures_only_from_tagged_cells(tmp_path):
 
 
 def test_notebooks_run_headless_under_the_harness(tmp_path):
-    from exdd_lab.notebooks import execute_notebook
+    from exdd_lab.lab.notebooks import execute_notebook
 
-    book = write_notebook(tmp_path / "h.ipynb", ("from exdd_lab.browser import is_headless\nprint('headless', is_headless())", None))
+    book = write_notebook(tmp_path / "h.ipynb", ("from exdd_lab.plots.browser import is_headless\nprint('headless', is_headless())", None))
     execute_notebook(book, tmp_path / "h_out.ipynb")
     out = nbformat.read(str(tmp_path / "h_out.ipynb"), as_version=4)
     assert out.cells[-1].outputs[0]["text"].strip() == "headless True"

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exdd_lab.analysis import disagreements, error_sets, failure_ranking, ranked_cases
+from exdd_lab.evaluation.failures import disagreements, error_sets, failure_ranking, ranked_cases
 from exdd_lab.errors import ExddError
 from exdd_lab.methods.base import Prediction
-from exdd_lab.results import build_results, image_pixel_metrics, method_summary, outcomes, per_type_summary
+from exdd_lab.evaluation.results import build_results, image_pixel_metrics, method_summary, outcomes, per_type_summary
 
 from conftest import LABELS, SCORES_A, SCORES_B  # the hand-made case (fixture `case`)
 

@@ -3,7 +3,7 @@ import json
 
 import nbformat
 
-from exdd_lab.runner import run_notebooks
+from exdd_lab.lab.runner import run_notebooks
 
 
 def tiny_notebook(path, body):
@@ -16,7 +16,7 @@ def tiny_notebook(path, body):
 
 def test_run_writes_summary_and_executed_notebooks(tmp_path):
     good = tiny_notebook(tmp_path / "00_ok.ipynb",
-                         "from exdd_lab.notebooks import save_notebook_metrics\n"
+                         "from exdd_lab.lab.notebooks import save_notebook_metrics\n"
                          "save_notebook_metrics('00_ok', {'seed_seen': seed, 'dataset': dataset}, metrics_path)")
     bad = tiny_notebook(tmp_path / "01_bad.ipynb", "raise ValueError('boom in cell')")
     lines = []

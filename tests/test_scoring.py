@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from exdd_lab.scoring import anomaly_maps, gaussian_kernel1d, max_score, reweighting_factor
+from exdd_lab.bank.scoring import anomaly_maps, gaussian_kernel1d, max_score, reweighting_factor
 
 
 def test_maps_upsample_smooth_and_keep_constants():

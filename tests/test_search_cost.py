@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from exdd_lab.plots_cost import plot_cost_growth, plot_search_cost  # noqa: E402
-from exdd_lab.search_cost import measured_cost_growth, sample_bank, search_cost  # noqa: E402
+from exdd_lab.plots.cost import plot_cost_growth, plot_search_cost  # noqa: E402
+from exdd_lab.bank.search_cost import measured_cost_growth, sample_bank, search_cost  # noqa: E402
 
 
 def clustered_pool(n=4000, dim=24, seed=0):

@@ -150,7 +150,7 @@ def test_figures_have_one_panel_per_scale_and_term(detector, tiny):
     import matplotlib
 
     matplotlib.use("Agg")
-    from exdd_lab import plots_student_teacher as st_plots
+    from exdd_lab.plots import student_teacher as st_plots
     from exdd_lab.data import load_image
     from exdd_lab.student_teacher import anomaly_grids
 
@@ -163,8 +163,8 @@ def test_figures_have_one_panel_per_scale_and_term(detector, tiny):
 
 
 def test_learning_curve_measures_one_run_at_its_steps_and_reuses_what_it_measured(tiny, defects, detector, monkeypatch):
-    from exdd_lab import learning_curve
-    from exdd_lab.evaluation import evaluate_prediction
+    from exdd_lab.experiments import learning_curve
+    from exdd_lab.evaluation.run import evaluate_prediction
 
     curve_config = StudentTeacherConfig(**{**CONFIG.to_dict(), "epochs": 2})  # 8 steps
     st = StudentTeacher(curve_config, StudentTeacherSettings(top_k=10), defects=defects, teacher=detector.teacher)
@@ -195,7 +195,7 @@ def test_learning_curve_measures_one_run_at_its_steps_and_reuses_what_it_measure
     import matplotlib
 
     matplotlib.use("Agg")
-    from exdd_lab import plots_student_teacher as st_plots
+    from exdd_lab.plots import student_teacher as st_plots
 
     fig = st_plots.plot_learning_curve(table, {"PatchCore": {"image_auroc": 0.9}}, budget_step=4)
     image_ax, pixel_ax = fig.axes

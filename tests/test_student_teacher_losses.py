@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from exdd_lab.errors import ExddError
-from exdd_lab.scoring import top_k_mean
+from exdd_lab.bank.scoring import top_k_mean
 from exdd_lab.student_teacher import (
     SegmentationHead, Student, cosine_discrepancy, dice_loss, downsample_masks, feature_loss, focal_loss, head_inputs,
     joint_loss,

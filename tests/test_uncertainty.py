@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from exdd_lab import metrics as M
+from exdd_lab.evaluation import metrics as M
 from exdd_lab.errors import SettingsError
-from exdd_lab.paired_tests import bootstrap_p_value, delong_test, holm, paired_comparisons, placement_values
-from exdd_lab.uncertainty import (BootstrapSettings, EvaluationSample, ImageHistograms, ImageScores,
-                                  bootstrap_intervals, format_interval, weights_from_indices)
+from exdd_lab.evaluation.paired_tests import bootstrap_p_value, delong_test, holm, paired_comparisons, placement_values
+from exdd_lab.evaluation.uncertainty import (BootstrapSettings, EvaluationSample, ImageHistograms, ImageScores,
+                                             bootstrap_intervals, format_interval, weights_from_indices)
 
 
 def split(n1, n0, auroc, seed, ties=False):
@@ -181,7 +181,7 @@ def test_delong_agrees_with_a_paired_bootstrap_on_the_same_data():
     d = delong_test(labels, a, b)
     table = paired_comparisons({"a": EvaluationSample(labels, a), "b": EvaluationSample(labels, b)},
                                BootstrapSettings(resamples=2000))
-    from exdd_lab.uncertainty import bootstrap_distribution
+    from exdd_lab.evaluation.uncertainty import bootstrap_distribution
 
     def diff(weights):
         return ImageScores(labels, a).metrics(weights)[:1] - ImageScores(labels, b).metrics(weights)[:1]
@@ -225,7 +225,7 @@ def test_paired_table_marks_significance_with_holm_for_three_methods():
 def test_paired_table_of_scoring_variants_on_a_split(tiny_mvtec):
     """What notebooks 04 and 05 run: variants' patch grids as predictions, tested pairwise on one split."""
     from exdd_lab.data import load_dataset
-    from exdd_lab.evaluation import evaluate_prediction, paired_table, variant_predictions
+    from exdd_lab.evaluation.run import evaluate_prediction, paired_table, variant_predictions
     from exdd_lab.features import FeatureConfig
     from exdd_lab.methods import PatchCore, PatchCoreSettings
 

@@ -1,5 +1,7 @@
 """Scoring an archive of any size with a saved detector: streaming, resumable, on one machine or a Ray cluster.
 
+Inputs, decoding, shards, the engines (local | Ray), the Parquet store. Never fits a detector nor needs labels.
+
 Taught in ``notebooks/08_scoring_an_archive.ipynb``; ``exdd-lab score`` is :func:`score_archive`.
 """
 from exdd_lab.archive.engines import ENGINES

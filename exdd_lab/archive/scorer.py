@@ -77,8 +77,7 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
     ``openvino`` (the exported graph runs the front-end). Returns an :class:`ArchiveSummary`; ``summary.ok`` is False when any file
     failed. Raises :class:`~exdd_lab.errors.ExddError` for a missing model, missing inputs, or an ``out`` that
     holds another model's results (unless ``overwrite``)."""
-    from exdd_lab import __version__
-    from exdd_lab.methods.persistence import model_fingerprint
+    from exdd_lab.methods.persistence import kit_version, model_fingerprint
     from exdd_lab.methods.registry import load_detector
 
     ENGINES.check(engine)
@@ -89,7 +88,7 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
     spec: InputSpec = resolve_inputs(images)
     value, source = resolve_threshold(threshold, getattr(detector, "threshold", None))
     identity = {"model": str(model.resolve()), "model_fingerprint": model_fingerprint(model), "method": detector.name,
-                "settings": detector.describe(), "runtime": runtime, "kit_version": __version__, "threshold": value,
+                "settings": detector.describe(), "runtime": runtime, "kit_version": kit_version(), "threshold": value,
                 "threshold_source": source, "inputs": spec.to_dict(), "save_maps": save_maps,
                 "map_size": map_size if save_maps else None}
     input_size = detector.input_size

@@ -7,4 +7,10 @@
 - :mod:`~exdd_lab.components.projection`: the seeded Gaussian random projection (features, coreset).
 - :mod:`~exdd_lab.components.device`: the CUDA-or-CPU choice.
 - :mod:`~exdd_lab.components.metric_names`: which metrics are the headline ones, in which order.
+- :mod:`~exdd_lab.components.neighbours`: exact nearest-neighbour search (faiss), shared by the features'
+  inspection, the synthesis' defect-likeness and the memory banks.
+- :mod:`~exdd_lab.components.backbones`: backbone names and offline weights; :mod:`~exdd_lab.components.registry`:
+  names registered once; :mod:`~exdd_lab.components.environment`: environment variables set for a block.
+
+Never imports another subpackage of the kit: every floor above may use these pieces.
 """

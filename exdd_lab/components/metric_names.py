@@ -1,6 +1,6 @@
 """The names of the metrics the kit reports, in the order tables show them: one place to add a metric.
 
-The keys are those of :func:`exdd_lab.evaluation.evaluate_prediction`'s ``metrics`` (and ``metrics.json``).
+The keys are those of :func:`exdd_lab.evaluation.run.evaluate_prediction`'s ``metrics`` (and ``metrics.json``).
 """
 from __future__ import annotations
 

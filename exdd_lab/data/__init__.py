@@ -1,5 +1,7 @@
 """Datasets: sample records, loaders per layout, the procedural default, validation.
 
+Never computes features or scores: it only says which images and masks there are, and reads them.
+
 Taught in ``notebooks/00_data_tour.ipynb``.
 """
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Features: backbones, offline weight resolution, patch features and their cache.
 
+Never knows about memory banks, labels or scores: images in, patch feature grids out.
+
 Taught in ``notebooks/01_feature_extraction.ipynb``.
 """
 from exdd_lab.components.backbones import (

@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from exdd_lab.features.patch_labels import patch_labels
-from exdd_lab.neighbours import knn
+from exdd_lab.components.neighbours import knn
 
 
 def layer_pca_rgb(fmap: torch.Tensor) -> np.ndarray:

@@ -3,7 +3,7 @@
 A patch is labelled defective when at least ``min_fraction`` of the pixels in its cell of the
 image are masked. Shapes: masks ``(N, H, W) bool`` -> fractions ``(N, h, w) float32``.
 Used by notebook 01's defect-patch distances (:func:`~exdd_lab.features.inspect.nearest_normal_distances`)
-and by ExDD's masked positive patches (:mod:`exdd_lab.positive_patches`).
+and by ExDD's masked positive patches (:mod:`exdd_lab.methods.exdd.positive_patches`).
 """
 from __future__ import annotations
 

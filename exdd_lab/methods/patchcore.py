@@ -19,16 +19,16 @@ from safetensors.torch import load_file as load_tensors
 from safetensors.torch import save as save_tensors
 from tqdm.auto import tqdm
 
-from exdd_lab.bank_index import BANK_INDEXES
+from exdd_lab.bank.index import BANK_INDEXES
 from exdd_lab.components.registry import Registry
-from exdd_lab.coreset import CORESET_METHODS, DEFAULT_PROJECTION, coreset_size
+from exdd_lab.bank.coreset import CORESET_METHODS, DEFAULT_PROJECTION, coreset_size
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import DatasetError
 from exdd_lab.features import FeatureConfig, PatchFeatureExtractor, extract_features
-from exdd_lab.memory import MemoryBank
+from exdd_lab.bank.memory import MemoryBank
 from exdd_lab.methods.base import Prediction
 from exdd_lab.methods.persistence import format_header, new_detector_folder, read_saved_blob, settings_from_saved
-from exdd_lab.scoring import ImageScore, anomaly_maps, max_score, reweighting_factor, score_map_max, score_max_patch
+from exdd_lab.bank.scoring import ImageScore, anomaly_maps, max_score, reweighting_factor, score_map_max, score_max_patch
 from exdd_lab.storage import atomic_write
 
 
@@ -50,7 +50,7 @@ class PatchCoreSettings:
     reference code patchcore-inspection returns; default), ``"reweighted"`` (s* times the paper's Eq. 7
     weight, as anomalib), or ``"max"`` (max of the smoothed map: better on MTD, worse on the procedural
     default, equal on MPDD -- not all data sets agree, so the reference stays the default; see
-    benchmarks/README.md, fidelity table). Coreset defaults: see :mod:`exdd_lab.coreset`."""
+    benchmarks/README.md, fidelity table). Coreset defaults: see :mod:`exdd_lab.bank.coreset`."""
 
     coreset_ratio: float = 0.01
     coreset_projection: int | None = DEFAULT_PROJECTION
@@ -60,8 +60,8 @@ class PatchCoreSettings:
     seed: int = 0
     batch_size: int = 8
     chunk_images: int = 16  # images per streamed group (16 x 1024 patches: a first-stage coreset chunk)
-    coreset_method: str = "two-stage"  # a name of exdd_lab.coreset.CORESET_METHODS; "exact": the textbook greedy (slower)
-    bank_index: str = "auto"  # a name of exdd_lab.bank_index.BANK_INDEXES: exact up to a measured bank size, approximate above
+    coreset_method: str = "two-stage"  # a name of exdd_lab.bank.coreset.CORESET_METHODS; "exact": the textbook greedy (slower)
+    bank_index: str = "auto"  # a name of exdd_lab.bank.index.BANK_INDEXES: exact up to a measured bank size, approximate above
 
 
 class PatchCore:
@@ -189,7 +189,7 @@ class PatchCore:
     @classmethod
     def load(cls, folder: str | Path, extractor: PatchFeatureExtractor | None = None) -> PatchCore:
         """A detector saved by :meth:`save`; refuses another format version or a bank of other features.
-        ``extractor``: another front-end with the same features (an exported graph: :class:`exdd_lab.exported.RuntimeFrontEnd`)."""
+        ``extractor``: another front-end with the same features (an exported graph: :class:`exdd_lab.export.runtime.RuntimeFrontEnd`)."""
         folder = Path(folder)
         blob = read_saved_blob(folder, "patchcore.json", cls.name, "PatchCore")
         features = dict(blob["features"])

@@ -19,7 +19,8 @@ FORMAT_VERSION = 1
 T = TypeVar("T")
 
 
-def _package_version() -> str:
+def kit_version() -> str:
+    """The installed exdd_lab version that writes a file (``unknown`` outside an installed package)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -43,7 +44,7 @@ def new_detector_folder(folder: str | Path, fitted: bool):
 def format_header(method: str, threshold: dict | None = None) -> dict:
     """The fields every saved detector's JSON starts with; ``threshold`` is the decision threshold measured when
     it was evaluated (:func:`threshold_record`), which ``exdd-lab score`` uses when no ``--threshold`` is given."""
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "exdd_lab_version": _package_version(), "method": method,
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "exdd_lab_version": kit_version(), "method": method,
             "threshold": threshold}
 
 
@@ -85,7 +86,7 @@ def check_format(blob: dict, folder: str | Path) -> None:
     saved = blob.get("format_version")
     if blob.get("format") != FORMAT or saved != FORMAT_VERSION:
         what = f"format version {saved}" if saved is not None else "no format version (saved before versions existed)"
-        raise ExddError(f"{folder} holds a detector with {what}; this exdd_lab {_package_version()} reads format "
+        raise ExddError(f"{folder} holds a detector with {what}; this exdd_lab {kit_version()} reads format "
                         f"version {FORMAT_VERSION}", _refit_hint(blob))
 
 

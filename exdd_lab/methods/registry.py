@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from exdd_lab.components.registry import Registry
-from exdd_lab.errors import ExddError
+from exdd_lab.errors import ExddError, ExportError
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.base import Detector
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
@@ -24,7 +24,7 @@ class MethodEntry:
 
     build: Callable[[FeatureConfig, dict], Detector]
     saved_as: str | None = None  # the file that marks a saved detector's folder
-    load: Callable[..., Detector] | None = None  # load(folder, **exported networks): see exported.runtime_networks
+    load: Callable[..., Detector] | None = None  # load(folder, **exported networks): see export.runtime.runtime_networks
 
 
 METHODS: Registry[MethodEntry] = Registry("method")
@@ -38,7 +38,7 @@ def build_patchcore(features: FeatureConfig, options: dict) -> Detector:
 
 
 def build_exdd(features: FeatureConfig, options: dict) -> Detector:
-    from exdd_lab.methods.exdd import ExDD, ExddSettings
+    from exdd_lab.methods.exdd.detector import ExDD, ExddSettings
 
     settings = ExddSettings(seed=options.get("seed", 0), sigma=options.get("sigma", 4.0),
                             negative_ratio=options.get("coreset", 0.01),
@@ -57,7 +57,7 @@ def load_patchcore(folder: Path, extractor=None) -> Detector:
 
 
 def load_exdd(folder: Path, extractor=None) -> Detector:
-    from exdd_lab.methods.exdd import ExDD
+    from exdd_lab.methods.exdd.detector import ExDD
 
     return ExDD.load(folder, extractor)
 
@@ -88,17 +88,32 @@ METHODS.register("exdd")(MethodEntry(build_exdd, "exdd.json", load_exdd))
 METHODS.register("student-teacher")(MethodEntry(build_student_teacher, "student_teacher.json", load_student_teacher))
 
 
-def load_detector(folder: str | Path, runtime: str = "torch", threads: int | None = None) -> Detector:
-    """A detector saved with ``save(folder)``, whichever method's file the folder holds; or an exported one
-    (``exdd-lab export``: an ``export.json`` in the folder) with its front-end run by ``runtime``."""
-    from exdd_lab.exported import MANIFEST, RUNTIMES, ExportError
+@dataclass(frozen=True)
+class FolderFormat:
+    """A folder that is not a saved detector but holds one (an export): ``marker`` is the file that marks it,
+    ``load(folder, runtime, threads)`` reads it, ``runtimes`` are the runtimes it can run in."""
 
+    marker: str
+    load: Callable[[Path, str, int | None], Detector]
+    runtimes: tuple[str, ...]
+
+
+#: Folder formats registered by the layers above (:mod:`exdd_lab.export` registers ``export``); the package face
+#: imports those layers, so ``import exdd_lab`` always has them registered. This module never imports them.
+FOLDER_FORMATS: Registry[FolderFormat] = Registry("detector folder format")
+
+
+def load_detector(folder: str | Path, runtime: str = "torch", threads: int | None = None) -> Detector:
+    """A detector saved with ``save(folder)``, whichever method's file the folder holds; or a folder of a registered
+    :data:`FOLDER_FORMATS` entry (an export: ``export.json``) with its networks run by ``runtime``."""
     folder = Path(folder)
-    if (folder / MANIFEST).is_file():
-        return load_exported(folder, runtime, threads)
+    for _, kind in FOLDER_FORMATS.items():
+        if (folder / kind.marker).is_file():
+            return kind.load(folder, runtime, threads)
     if runtime != "torch":
-        if runtime not in RUNTIMES:
-            raise ExportError(f"unknown runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
+        runtimes = ("torch", *dict.fromkeys(r for _, kind in FOLDER_FORMATS.items() for r in kind.runtimes if r != "torch"))
+        if runtime not in runtimes:
+            raise ExportError(f"unknown runtime {runtime!r}", f"use one of {', '.join(runtimes)}")
         raise ExportError(f"{folder} is a PyTorch detector, not an exported one: --runtime {runtime} needs an export",
                           f"export it first: exdd-lab export --model {folder} --format {runtime} --out EXPORTED_DIR, "
                           f"then score with --model EXPORTED_DIR --runtime {runtime}")
@@ -109,23 +124,6 @@ def load_detector(folder: str | Path, runtime: str = "torch", threads: int | Non
     savable = "|".join(name for name, entry in METHODS.items() if entry.saved_as)
     raise ExddError(f"{folder} holds no saved detector (neither {files})",
                     f"save one with `exdd-lab evaluate --method {savable} --save-model DIR`")
-
-
-def load_exported(folder: Path, runtime: str = "onnx", threads: int | None = None) -> Detector:
-    """The detector of an export folder, its front-end run by ``runtime`` (torch: the copied model in PyTorch)."""
-    from exdd_lab.exported import RUNTIMES, ExportError, check_unchanged, read_manifest, runtime_networks
-
-    if runtime not in RUNTIMES:
-        raise ExportError(f"unknown runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
-    manifest = read_manifest(folder)
-    check_unchanged(folder, manifest)
-    entry = METHODS[manifest["method"]]
-    if runtime == "torch":
-        return entry.load(folder / "model")
-    if runtime == "onnx" and manifest["format"] != "onnx":
-        raise ExportError(f"{folder} holds an OpenVINO graph, which ONNX Runtime cannot run",
-                          "score with --runtime openvino, or export as ONNX (it runs in both)")
-    return entry.load(folder / "model", **runtime_networks(folder, manifest, runtime, threads))
 
 
 def build_method(name: str, features: FeatureConfig, options: dict) -> Detector:

@@ -25,7 +25,7 @@ from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.errors import DatasetError, ExddError
 from exdd_lab.methods.base import Prediction
 from exdd_lab.methods.persistence import format_header, new_detector_folder, read_saved_blob, settings_from_saved
-from exdd_lab.scoring import anomaly_maps, top_k_mean
+from exdd_lab.bank.scoring import anomaly_maps, top_k_mean
 from exdd_lab.storage import atomic_write, cache_root, file_digest, stable_hash
 from exdd_lab.student_teacher.inference import StudentTeacherGrids, anomaly_grids
 from exdd_lab.student_teacher.network import Teacher
@@ -87,7 +87,7 @@ class StudentTeacher:
         self.model: StudentTeacherModel | None = None
         self.synthesis_info: dict = {}
         self.threshold: dict | None = None  # the decision threshold saved with the model (persistence.threshold_record)
-        self.grids = None  # an exported graph (exdd_lab.exported.RuntimeGrids) that replaces the networks when set
+        self.grids = None  # an exported graph (exdd_lab.export.runtime.RuntimeGrids) that replaces the networks when set
 
     # -- training -------------------------------------------------------------------------------
     def training_defects(self, train: Sequence[Sample], progress: bool = False) -> DefectDataset:

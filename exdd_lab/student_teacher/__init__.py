@@ -5,6 +5,7 @@
 - :mod:`~exdd_lab.student_teacher.training`: data, seeded training loop, checkpoints and resume;
 - :mod:`~exdd_lab.student_teacher.inference`: head and discrepancy grids.
 
+Never loads data sets nor scores test splits: networks, losses and the training loop only.
 The detector that wraps them for ``fit``/``predict`` is :class:`exdd_lab.methods.student_teacher.StudentTeacher`.
 Taught in ``notebooks/05_student_teacher.ipynb``.
 """

@@ -1,5 +1,7 @@
 """Synthetic defects with exact masks: Perlin masks, a classical blend, a DDPM, latent-diffusion inpainting.
 
+Never fits a detector nor evaluates one: it makes defect images and masks (and measures how defect-like they are).
+
 Taught in ``notebooks/03_diffusion_defect_synthesis.ipynb``.
 """
 from exdd_lab.synthesis.blend import augment_texture, blend_texture

@@ -28,7 +28,7 @@ from exdd_lab.data.records import Sample
 from exdd_lab.errors import ExddError
 from exdd_lab.features.cache import extract_features
 from exdd_lab.features.patch_labels import patch_labels
-from exdd_lab.neighbours import knn
+from exdd_lab.components.neighbours import knn
 from exdd_lab.synthesis.generators import SyntheticDefect
 
 

@@ -1,0 +1,207 @@
+"""The headless notebook harness: execute notebooks with parameters, record and compare their numbers.
+
+Every notebook starts with a papermill ``parameters`` cell and ends with
+:func:`save_notebook_metrics`. The regression test executes each notebook and compares its
+metrics JSON with ``tests/reference/notebook_metrics.json`` within the tolerances stored there;
+``make references`` regenerates that file on purpose (see README).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from exdd_lab.components.environment import temporary_environment
+from exdd_lab.lab.references import REFERENCE_FILE, build_references, load_references, load_spread_runs
+from exdd_lab.storage import atomic_write_json
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def list_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The notebook sequence, in order (file names start with their number)."""
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def default_metrics_path(name: str) -> Path:
+    """Where a notebook writes its metrics when no ``metrics_path`` is given."""
+    folder = Path(os.environ.get("EXDD_LAB_METRICS_DIR", REPO_ROOT / "runs" / "notebook-metrics"))
+    return folder / f"{name}.json"
+
+
+def artefact_dir(metrics_path: str | Path = "") -> Path:
+    """Where a notebook writes files beyond its metrics (tables, figures): beside its metrics JSON, so a
+    run folder collects them."""
+    return Path(metrics_path).parent if metrics_path else default_metrics_path("x").parent
+
+
+def save_notebook_metrics(name: str, metrics: dict, path: str | Path = "", dataset=None) -> Path:
+    """Write a notebook's key numbers (the last cell of every notebook). Returns the path.
+
+    With ``dataset`` (the split the numbers were measured on), its test composition is recorded too
+    (``n_test_defect``, ``n_test_good``): the regression harness sets image-level chance floors from it."""
+    target = Path(path) if path else default_metrics_path(name)
+    composition = {}
+    if dataset is not None:
+        labels = [s.label for s in dataset.test]
+        composition = {"n_test_defect": int(sum(labels)), "n_test_good": len(labels) - int(sum(labels))}
+    atomic_write_json(target, {"notebook": name, **composition, **metrics})
+    return target
+
+
+def show_source(*functions: object) -> object:
+    """The source of the kit's functions, highlighted, for a notebook cell (as the d2l book shows its saved code):
+    the lesson shows the lines that run, not a paraphrase of them."""
+    import inspect
+
+    from IPython.display import Code
+
+    return Code("\n\n".join(inspect.getsource(f).rstrip() for f in functions), language="python")
+
+
+def mode_parameters(fast: bool, **parameters: tuple) -> tuple:
+    """Resolve parameters whose default depends on the mode: each is ``name=(value, full, fast_value)``.
+
+    A value that was set (papermill's, or an edit of the parameters cell) always wins; ``None`` takes the
+    default of the mode (``fast_value`` in fast mode, else ``full``). Returns the values in the given order
+    and prints where each came from, so fast mode never overwrites a value silently.
+    """
+    chosen, notes = [], []
+    for name, (value, full, fast_value) in parameters.items():
+        if value is not None:
+            chosen.append(value)
+            notes.append(f"{name}={value!r} (given)")
+        else:
+            chosen.append(fast_value if fast else full)
+            notes.append(f"{name}={chosen[-1]!r} ({'fast' if fast else 'full'}-mode default)")
+    print("parameters: " + ", ".join(notes))
+    return tuple(chosen)
+
+
+def execute_notebook(
+    notebook: str | Path,
+    output: str | Path,
+    parameters: dict | None = None,
+    timeout: int | None = 1800,
+    progress: bool = False,
+    env: dict[str, str] | None = None,
+) -> float:
+    """Run a notebook headlessly with papermill (cwd = its folder). Returns seconds taken.
+
+    ``timeout`` limits each cell (seconds; ``None``: no limit, for full-mode runs whose sweeps take long).
+    ``env``: extra environment variables for the kernel (the harness pins the numeric path with
+    :func:`exdd_lab.numerics.harness_environment`).
+
+    Raises papermill's ``PapermillExecutionError`` naming the failing cell if a cell fails. The kernel
+    sees ``EXDD_LAB_HEADLESS=1``, so notebooks draw static figures where a person would get widgets.
+    """
+    import papermill as pm
+
+    notebook = Path(notebook)
+    start = time.perf_counter()
+    with temporary_environment({**(env or {}), "EXDD_LAB_HEADLESS": "1"}):  # the kernel inherits os.environ
+        pm.execute_notebook(
+            str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
+            kernel_name="python3", language="python", progress_bar=progress, execution_timeout=timeout, log_output=False,
+        )
+    return time.perf_counter() - start
+
+
+def strip_outputs(nb_path: str | Path, executed: str | Path | None = None) -> None:
+    """Keep a committed notebook small: no outputs except those of cells marked ``# NBVAL_CHECK_OUTPUT``.
+
+    With ``executed`` (a run of the same notebook), the checked cells take its text outputs, so
+    nbval has fresh references; everything else is cleared, execution counts included (checked
+    cells keep their position as count, because nbval skips cells that look unexecuted).
+    """
+    import nbformat
+
+    nb = nbformat.read(str(nb_path), as_version=4)
+    ran = nbformat.read(str(executed), as_version=4) if executed else None
+    ran_cells = {c.source: c for c in ran.cells if c.cell_type == "code"} if ran else {}
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    for number, cell in enumerate(code_cells, 1):
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
+        if CHECK_MARK not in cell.source:
+            cell.execution_count = None
+            cell.outputs = []
+            continue
+        if cell.source in ran_cells:
+            cell.outputs = [o for o in ran_cells[cell.source].outputs if o.get("output_type") == "stream"]
+        # nbval compares only cells that look executed: a checked cell keeps a (stable) count
+        cell.execution_count = number if cell.outputs else None
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                   "language_info": {"name": "python"}}
+    nbformat.write(nb, str(nb_path))
+
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def reference_runs() -> dict[str, dict]:
+    """The parameter sets the regression test runs every notebook with (fast mode, seed 0).
+
+    ``procedural`` always; ``mtd`` when ``../shared/data/mtd`` exists beside the repository.
+    """
+    runs = {"procedural": {"dataset": "procedural", "layout": "procedural", "fast": True, "seed": 0}}
+    if (SHARED_DATA / "mtd").is_dir():
+        runs["mtd"] = {"dataset": str(SHARED_DATA / "mtd"), "layout": "mtd", "fast": True, "seed": 0}
+    return runs
+
+
+def run_reference_set(out_dir: Path, env: dict[str, str] | None = None,
+                      notebooks: list[Path] | None = None) -> dict[str, dict[str, dict]]:
+    """Execute every notebook for every reference run into ``out_dir`` (executed notebooks and their
+    metrics JSON side by side). Returns ``{notebook: {run: metrics}}``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, dict]] = {}
+    for nb in notebooks or list_notebooks():
+        for run_name, params in reference_runs().items():
+            metrics_file = out_dir / f"{nb.stem}.{run_name}.json"
+            print(f"executing {nb.name} on {run_name} ...", flush=True)
+            seconds = execute_notebook(nb, out_dir / f"{nb.stem}.{run_name}.ipynb",
+                                       dict(params, metrics_path=str(metrics_file)), env=env)
+            print(f"  {seconds:.0f} s", flush=True)
+            results.setdefault(nb.stem, {})[run_name] = json.loads(metrics_file.read_text())
+    return results
+
+
+SPREAD_DIR = REPO_ROOT / "runs" / "numeric-spread"
+
+
+def update_references(spread_dir: Path = SPREAD_DIR, pinned: str | None = None, only: list[str] | None = None) -> Path:
+    """Rewrite the reference file and the committed check-cell outputs from measured numeric paths.
+
+    ``only`` (notebook numbers, e.g. ``["08"]``) replaces just those notebooks' entries and check outputs and
+    keeps every other notebook's as committed: for a new notebook, measured with
+    ``numeric_spread.py --notebooks 08 --out DIR`` on each path, without re-running the whole set.
+
+    ``spread_dir`` holds the runs of ``benchmarks/numeric_spread.py`` (one folder per instruction-set cap
+    and thread count); the values come from ``pinned`` (default: the harness's cap with 2 threads), the
+    tolerances from the spread over all of them. Without any measured path, the notebooks are executed
+    once on the harness's path (no spread recorded). A deliberate act: run ``make references`` and
+    review the diff."""
+    import tempfile
+
+    from exdd_lab.numerics import harness_environment
+
+    pinned = pinned or f"{os.environ.get('EXDD_LAB_ISA', 'avx2')}-t2"
+    paths = load_spread_runs(spread_dir)
+    if pinned not in paths:
+        work = Path(tempfile.mkdtemp(prefix="exdd-refs-")) / pinned
+        run_reference_set(work / "metrics", harness_environment())
+        paths = {pinned: load_spread_runs(work.parent)[pinned]}
+        spread_dir = work.parent
+    built = build_references(paths, pinned)
+    chosen = [nb for nb in list_notebooks() if not only or nb.name[:2] in only]
+    if only:
+        kept = load_references()
+        built = {**kept, **{nb.stem: built[nb.stem] for nb in chosen}}
+    atomic_write_json(REFERENCE_FILE, built)
+    for nb in chosen:  # the committed defaults (procedural): nbval re-checks these outputs
+        strip_outputs(nb, Path(spread_dir) / pinned / "metrics" / f"{nb.stem}.procedural.ipynb")
+    return REFERENCE_FILE
