@@ -16,6 +16,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,export]"
+	@# nbgrader is here for its ClearSolutions (exdd-lab lessons); its grading extensions stay off in students' JupyterLab
+	@for e in formgrader validate_assignment assignment_list course_list; do \
+	  $(VENV)/bin/jupyter server extension disable --sys-prefix nbgrader.server_extensions.$$e >/dev/null 2>&1 || true; done
+	@$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 ## The main job: execute the notebooks headlessly on the procedural default (and on MTD when present).

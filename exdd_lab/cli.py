@@ -142,6 +142,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_lessons(args: argparse.Namespace) -> int:
+    from exdd_lab.lab.student_versions import write_student_notebooks
+
+    print(write_student_notebooks(args.out).describe())
+    print(f"start with {Path(args.out) / '00_data_tour.ipynb'} in JupyterLab: each exercise's cell raises until you "
+          "write it, and the check cell below it says whether it is right")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from exdd_lab.evaluation.run import run_evaluation
     from exdd_lab.features import FeatureConfig, check_backbone_name
@@ -360,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=256, help="square input size of the backbone (default 256)")
     p.add_argument("--out", default=None, help="folder for run folders (default: runs/ in the repository)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("lessons", help="write the student versions of the notebooks (exercises to solve, their checks "
+                                       "kept); a notebook you have edited there is never overwritten")
+    p.add_argument("--out", required=True, help="folder for the student notebooks (not notebooks/, the masters)")
+    p.set_defaults(func=cmd_lessons)
     p = sub.add_parser("evaluate", help="fit a method on the training normals, score the test split, write metrics.json + scores.csv")
     _add_data_args(p)
     p.add_argument("--keep-aspect", action="store_true",

@@ -1,0 +1,169 @@
+"""The lessons' exercises: every check passes on the master's solution and fails on the student's stub with a hint,
+the hints name the mistake, and the student versions are the masters with only the solutions replaced."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import numpy as np
+import pytest
+
+from exdd_lab.errors import ExddError
+from exdd_lab.lab.exercises import (ExerciseNotSolved, check_image_scores, check_nearest_distances, diagnose)
+from exdd_lab.lab.notebooks import NOTEBOOKS_DIR, execute_notebook, list_notebooks, reference_runs
+from exdd_lab.lab.student_versions import MANIFEST, exercise_cells, student_version, write_student_notebooks
+from exdd_lab.numerics import harness_environment
+
+
+def _exercises() -> list[tuple[str, int, int]]:
+    """(notebook, solution cell, check cell) of every exercise with a solution, in every master notebook."""
+    found = []
+    for path in list_notebooks():
+        nb = nbformat.read(str(path), as_version=4)
+        for index in exercise_cells(nb):
+            check = next(i for i in range(index + 1, len(nb.cells)) if nb.cells[i].cell_type == "code")
+            found.append((path.name, index, check))
+    return found
+
+
+EXERCISES = _exercises()
+
+
+def _run(sources: list[str]) -> dict:
+    namespace: dict = {}
+    exec("import numpy as np\nimport torch\nfrom exdd_lab.lab.exercises import *\nseed = 0", namespace)
+    for source in sources:
+        exec(source, namespace)
+    return namespace
+
+
+def test_the_lessons_have_fill_in_exercises():
+    assert {name[:2] for name, _, _ in EXERCISES} >= {"01"}
+    assert len(EXERCISES) >= 2
+
+
+@pytest.mark.parametrize("name,solution,check", EXERCISES, ids=[f"{n[:2]}-cell{s}" for n, s, _ in EXERCISES])
+def test_check_passes_on_the_solution_and_fails_on_the_stub(name, solution, check, capsys):
+    master = nbformat.read(str(NOTEBOOKS_DIR / name), as_version=4)
+    student = student_version(master)
+    assert "check_" in master.cells[check].source, f"{name}: the cell after an exercise's solution must run its check"
+    _run([master.cells[solution].source, master.cells[check].source])
+    assert ": pass" in capsys.readouterr().out
+    assert "### BEGIN SOLUTION" not in student.cells[solution].source
+    with pytest.raises(ExerciseNotSolved, match="is not solved yet: replace the `raise NotImplementedError`"):
+        _run([student.cells[solution].source, master.cells[check].source])
+
+
+def test_student_version_changes_only_the_solutions():
+    for path in list_notebooks():
+        master = nbformat.read(str(path), as_version=4)
+        student = student_version(master)
+        solutions = set(exercise_cells(master))
+        assert len(student.cells) == len(master.cells)
+        first_code = next(c for c in student.cells if c.cell_type == "code")
+        assert "parameters" in first_code.metadata.get("tags", []), f"{path.name}: parameters must stay the first code cell"
+        for i, (m, s) in enumerate(zip(master.cells, student.cells)):
+            if i in solutions:
+                assert "raise NotImplementedError" in s.source and s.source != m.source
+                assert s.source.splitlines()[0] == m.source.splitlines()[0]  # the signature stays
+            else:
+                assert s.source == m.source, f"{path.name}: cell {i} changed in the student version"
+
+
+def test_lessons_writes_every_notebook_and_never_overwrites_an_edited_one(tmp_path):
+    out = tmp_path / "my-lessons"
+    first = write_student_notebooks(out)
+    assert sorted(first.written) == sorted(p.name for p in list_notebooks()) and not first.kept
+    edited = out / first.written[1]
+    edited.write_text(edited.read_text().replace("Exercise", "My notes on the exercise", 1))
+    untouched = out / first.written[0]
+    again = write_student_notebooks(out)
+    assert again.kept == [edited.name] and untouched.name in again.written
+    assert "My notes on the exercise" in edited.read_text()
+    recorded = json.loads((out / MANIFEST).read_text())
+    assert set(recorded) == set(first.written)
+    (out / "00_data_tour.ipynb").unlink()
+    assert "00_data_tour.ipynb" in write_student_notebooks(out).written  # a deleted notebook comes back fresh
+    with pytest.raises(ExddError, match="master notebooks"):
+        write_student_notebooks(NOTEBOOKS_DIR)
+
+
+def test_cli_lessons_prints_where_to_start(tmp_path, capsys):
+    from exdd_lab.cli import main
+
+    assert main(["lessons", "--out", str(tmp_path / "lessons")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 9 student notebook(s)" in out and "00_data_tour.ipynb" in out
+
+
+@pytest.mark.parametrize("got,expected,hint", [
+    (None, np.ones(3), "returns nothing"),
+    (np.ones((3, 1)), np.ones(3), "wrong shape"),
+    (np.arange(6.0).reshape(2, 3), np.arange(6.0).reshape(2, 3).T.copy(), "axes are swapped"),
+    (np.array([4.0, 9.0, 16.0]), np.array([2.0, 3.0, 4.0]), "squared distances"),
+    (np.array([1.0, 1.5, 2.0]), np.array([2.0, 3.0, 4.0]), "constant factor"),
+    (np.array([2.5, 3.5, 4.5]), np.array([2.0, 3.0, 4.0]), "off by a constant"),
+    (np.array([np.nan, 3.0, 4.0]), np.array([2.0, 3.0, 4.0]), "NaN or inf"),
+    (np.array([2.0, 7.0, 4.0]), np.array([2.0, 3.0, 4.0]), "1 of 3 values differ"),
+])
+def test_diagnose_names_the_mistake_without_the_answer(got, expected, hint):
+    message = diagnose(got, expected)
+    assert hint in message
+    assert "3.0" not in message and "[2." not in message  # the expected values are never printed
+
+
+def test_diagnose_accepts_the_right_answer_in_any_array_type():
+    import torch
+
+    assert diagnose(torch.tensor([1.0, 2.0]), np.array([1.0, 2.0])) is None
+    assert diagnose([1.0, 2.0 + 1e-7], np.array([1.0, 2.0])) is None
+
+
+def _brute_force(reference, queries):
+    return np.sqrt(((queries[:, None] - reference[None]) ** 2).sum(-1))
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda r, q: _brute_force(r, q).min(1) ** 2, "squared distances"),
+    (lambda r, q: _brute_force(r, q).mean(1), "take the minimum"),
+    (lambda r, q: np.where(_brute_force(r, q) < 1e-9, np.inf, _brute_force(r, q)).min(1), "must get distance 0"),
+    (lambda r, q: _brute_force(r, q).min(1)[:, None], "wrong shape"),
+    (lambda r, q: _brute_force(q, r).min(1), "wrong shape"),
+])
+def test_nearest_distance_check_gives_the_specific_hint(mistake, hint):
+    check_nearest_distances(lambda r, q: _brute_force(r, q).min(1))
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_nearest_distances(mistake)
+
+
+def test_image_score_check():
+    check_image_scores(lambda s: s.reshape(len(s), -1).max(1))
+    with pytest.raises(ExerciseNotSolved, match="differ"):
+        check_image_scores(lambda s: s.reshape(len(s), -1).mean(1))
+    with pytest.raises(ExerciseNotSolved, match="raised IndexError"):
+        check_image_scores(lambda s: s[:, 99])
+
+
+@pytest.mark.notebooks
+def test_a_student_notebook_stops_at_its_first_unsolved_exercise(tmp_path):
+    """Executed headlessly, the student version of notebook 01 runs every cell before its first exercise and stops
+    at that exercise's check, with the hint."""
+    import papermill as pm
+
+    out = tmp_path / "lessons"
+    write_student_notebooks(out, [NOTEBOOKS_DIR / "01_feature_extraction.ipynb"])
+    student = nbformat.read(str(out / "01_feature_extraction.ipynb"), as_version=4)
+    with pytest.raises(pm.PapermillExecutionError) as failure:
+        execute_notebook(out / "01_feature_extraction.ipynb", tmp_path / "executed.ipynb",
+                         dict(reference_runs()["procedural"], metrics_path=str(tmp_path / "m.json")),
+                         env=harness_environment())
+    assert failure.value.ename == "ExerciseNotSolved" and "Exercise 1" in failure.value.evalue
+    executed = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4)
+    added_by_papermill = {"injected-parameters", "papermill-error-cell-tag"}
+    executed.cells = [c for c in executed.cells if not added_by_papermill & set(c.metadata.get("tags", []))]
+    assert len(executed.cells) == len(student.cells)
+    master = nbformat.read(str(NOTEBOOKS_DIR / "01_feature_extraction.ipynb"), as_version=4)
+    first_check = exercise_cells(master)[0] + 1
+    ran = [i for i, c in enumerate(executed.cells) if c.cell_type == "code" and c.get("execution_count")]
+    assert max(ran) == first_check  # nothing after the first unsolved exercise's check ran
+    assert set(ran) == {i for i, c in enumerate(master.cells[:first_check + 1]) if c.cell_type == "code"}
