@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from exdd_lab.errors import ExddError
-from exdd_lab.lab.exercises import (ExerciseNotSolved, check_image_scores, check_nearest_distances, diagnose)
+from exdd_lab.lab.checks import check_auroc, check_image_scores, check_k_center, check_nearest_distances
+from exdd_lab.lab.exercises import ExerciseNotSolved, diagnose
 from exdd_lab.lab.notebooks import NOTEBOOKS_DIR, execute_notebook, list_notebooks, reference_runs
 from exdd_lab.lab.student_versions import MANIFEST, exercise_cells, student_version, write_student_notebooks
 from exdd_lab.numerics import harness_environment
@@ -31,7 +32,7 @@ EXERCISES = _exercises()
 
 def _run(sources: list[str]) -> dict:
     namespace: dict = {}
-    exec("import numpy as np\nimport torch\nfrom exdd_lab.lab.exercises import *\nseed = 0", namespace)
+    exec("import numpy as np\nimport torch\nfrom exdd_lab.lab.checks import *\nseed = 0", namespace)
     for source in sources:
         exec(source, namespace)
     return namespace

@@ -6,8 +6,8 @@ passes silently (printing one line), or raises :class:`ExerciseNotSolved` with a
 neighbours that includes the query itself, the axes swapped — and never prints the expected values.
 
 The solution each notebook shows is the master (the committed lesson); ``exdd-lab lessons`` writes the student
-versions, in which the solution is a stub that raises :class:`NotImplementedError`. Taught in
-``notebooks/01_feature_extraction.ipynb`` and ``notebooks/02_negative_only_baselines.ipynb``.
+versions, in which the solution is a stub that raises :class:`NotImplementedError`. The lessons' own checks are
+:mod:`exdd_lab.lab.checks`.
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def diagnose(got: Any, expected: Any, rtol: float = 1e-4, atol: float = 1e-5) ->
     have = _as_array(got)
     if have is None:
         kind = "nothing (None)" if got is None or got is Ellipsis else f"a {type(got).__name__}"
-        return f"your function returns {kind}; it must return an array of shape {want.shape}"
+        return f"your function returns {kind}; it must return " + (
+            "a number" if want.ndim == 0 else f"an array of shape {want.shape}")
     if have.shape != want.shape:
         if have.size == want.size:
             if have.ndim == want.ndim == 2 and have.T.shape == want.shape and np.allclose(have.T, want, rtol, atol):
@@ -77,11 +78,12 @@ Hint = Callable[[np.ndarray, np.ndarray], "str | None"]  # (got, expected) -> a 
 
 
 def check_against_reference(exercise: str, student: Callable, reference: Callable, cases: list[Case],
-                            rtol: float = 1e-4, atol: float = 1e-5, hints: tuple[Hint, ...] = ()) -> None:
+                            rtol: float = 1e-4, atol: float = 1e-5, hints: tuple[Hint, ...] = (),
+                            quiet: bool = False) -> None:
     """Run ``student`` and ``reference`` on every case; print a pass line, or raise :class:`ExerciseNotSolved`.
 
     ``hints`` are tried first, on results of the right shape: each says what one typical mistake of this exercise
-    looks like; :func:`diagnose` covers the general ones."""
+    looks like; :func:`diagnose` covers the general ones. ``quiet``: no pass line (a check made of several calls)."""
     for i, case in enumerate(cases, 1):
         expected = reference(*case.args, **case.kwargs)
         try:
@@ -99,58 +101,5 @@ def check_against_reference(exercise: str, student: Callable, reference: Callabl
         if hint is not None:
             where = f" (case {i} of {len(cases)}{': ' + case.note if case.note else ''})"
             raise ExerciseNotSolved(f"{exercise}: not yet — {hint}{where}")
-    print(f"{exercise}: pass ({len(cases)} cases)")
-
-
-#: A distance of 0 computed through the expansion |a|^2 - 2 a.b + |b|^2 comes out near sqrt(rounding): ~1e-3 in float32.
-NEAREST_ATOL = 2e-3
-
-
-def _patch_sets(seed: int) -> list[Case]:
-    gen = np.random.default_rng(seed)
-    reference = gen.normal(size=(40, 6))
-    queries = gen.normal(size=(25, 6))
-    shared = np.concatenate([queries[:5], reference[:3]])  # three queries that are also references: distance 0
-    return [Case((reference, queries), note="random patches"),
-            Case((reference, shared), note="queries that are also normal patches, whose nearest distance is 0"),
-            Case((reference[:1], queries[:4]), note="a reference set of one patch")]
-
-
-def reference_nearest_distances(reference: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """The kit's answer to notebook 01's exercise: Euclidean distance ``(Q,)`` of each query to its nearest reference."""
-    from exdd_lab.components.neighbours import knn
-
-    return knn(queries, reference, k=1)[0][:, 0]
-
-
-def _skipped_the_nearest(got: np.ndarray, expected: np.ndarray) -> str | None:
-    zero = expected < 1e-6
-    if zero.any() and not np.allclose(got[zero], 0, atol=NEAREST_ATOL) and np.allclose(got[~zero], expected[~zero], 1e-4, NEAREST_ATOL):
-        return ("a query that is itself a normal patch must get distance 0: keep the nearest reference, do not skip "
-                "it (excluding the query itself is for a bank searched against its own items, not here)")
-    return None
-
-
-def _not_the_minimum(got: np.ndarray, expected: np.ndarray) -> str | None:
-    if (got > expected + 1e-5).all():
-        return "every distance is larger than the nearest one: take the minimum over the references, not another one"
-    return None
-
-
-def check_nearest_distances(student: Callable[[np.ndarray, np.ndarray], np.ndarray], seed: int = 0) -> None:
-    """Notebook 01, Exercise 1: ``nearest_distances(reference (M, C), queries (Q, C)) -> (Q,)``."""
-    check_against_reference("Exercise 1 (nearest-normal distances)", student, reference_nearest_distances,
-                            _patch_sets(seed), atol=NEAREST_ATOL, hints=(_skipped_the_nearest, _not_the_minimum))
-
-
-def reference_image_scores(patch_scores: np.ndarray) -> np.ndarray:
-    """The kit's answer to notebook 01's second exercise: an image's score is its largest patch score ``(N,)``."""
-    return np.asarray(patch_scores, np.float64).reshape(len(patch_scores), -1).max(1)
-
-
-def check_image_scores(student: Callable[[np.ndarray], np.ndarray], seed: int = 0) -> None:
-    """Notebook 01, Exercise 2: ``image_scores(patch_scores (N, h, w)) -> (N,)``."""
-    gen = np.random.default_rng(seed)
-    cases = [Case((gen.random((6, 4, 4)),), note="six images of 4x4 patches"),
-             Case((gen.random((3, 2, 5)) - 2.0,), note="negative scores and a grid that is not square")]
-    check_against_reference("Exercise 2 (image scores)", student, reference_image_scores, cases)
+    if not quiet:
+        print(f"{exercise}: pass ({len(cases)} cases)")
