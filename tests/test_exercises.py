@@ -39,8 +39,8 @@ def _run(sources: list[str]) -> dict:
 
 
 def test_the_lessons_have_fill_in_exercises():
-    assert {name[:2] for name, _, _ in EXERCISES} >= {"01"}
-    assert len(EXERCISES) >= 2
+    assert {name[:2] for name, _, _ in EXERCISES} >= {"01", "02", "03"}
+    assert len(EXERCISES) >= 6
 
 
 @pytest.mark.parametrize("name,solution,check", EXERCISES, ids=[f"{n[:2]}-cell{s}" for n, s, _ in EXERCISES])
@@ -48,11 +48,13 @@ def test_check_passes_on_the_solution_and_fails_on_the_stub(name, solution, chec
     master = nbformat.read(str(NOTEBOOKS_DIR / name), as_version=4)
     student = student_version(master)
     assert "check_" in master.cells[check].source, f"{name}: the cell after an exercise's solution must run its check"
-    _run([master.cells[solution].source, master.cells[check].source])
+    # an exercise may use an earlier one's function (03's loss calls its add_noise): run the earlier solutions first
+    earlier = [master.cells[i].source for i in exercise_cells(master) if i < solution]
+    _run(earlier + [master.cells[solution].source, master.cells[check].source])
     assert ": pass" in capsys.readouterr().out
     assert "### BEGIN SOLUTION" not in student.cells[solution].source
     with pytest.raises(ExerciseNotSolved, match="is not solved yet: replace the `raise NotImplementedError`"):
-        _run([student.cells[solution].source, master.cells[check].source])
+        _run(earlier + [student.cells[solution].source, master.cells[check].source])
 
 
 def test_student_version_changes_only_the_solutions():
@@ -168,3 +170,35 @@ def test_a_student_notebook_stops_at_its_first_unsolved_exercise(tmp_path):
     ran = [i for i, c in enumerate(executed.cells) if c.cell_type == "code" and c.get("execution_count")]
     assert max(ran) == first_check  # nothing after the first unsolved exercise's check ran
     assert set(ran) == {i for i, c in enumerate(master.cells[:first_check + 1]) if c.cell_type == "code"}
+
+
+def _right_add_noise(x0, noise, t, alphas_cumprod):
+    a = alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda x0, n, t, ab: ab[t].reshape(-1, 1, 1, 1) * x0 + (1 - ab[t].reshape(-1, 1, 1, 1)) * n, "square roots are missing"),
+    (lambda x0, n, t, ab: _right_add_noise(n, x0, t, ab), "coefficients are swapped"),
+    (lambda x0, n, t, ab: _right_add_noise(x0, n, t[:1].expand_as(t), ab), "its own step t"),
+    (lambda x0, n, t, ab: _right_add_noise(x0, n, t, ab)[0], "wrong shape"),
+])
+def test_add_noise_check_gives_the_specific_hint(mistake, hint):
+    from exdd_lab.lab.checks import check_add_noise
+
+    check_add_noise(_right_add_noise)
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_add_noise(mistake)
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda f, x0, n, t, ab: ((f(_right_add_noise(x0, n, t, ab), t) - x0) ** 2).mean(), "not the clean image"),
+    (lambda f, x0, n, t, ab: ((f(x0, t) - n) ** 2).mean(), "sees the noisy image"),
+    (lambda f, x0, n, t, ab: ((f(_right_add_noise(x0, n, t, ab), t) - n) ** 2).sum(), "a mean, not a sum"),
+])
+def test_noise_loss_check_gives_the_specific_hint(mistake, hint):
+    from exdd_lab.lab.checks import check_noise_loss
+
+    check_noise_loss(lambda f, x0, n, t, ab: ((f(_right_add_noise(x0, n, t, ab), t) - n) ** 2).mean())
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_noise_loss(mistake)

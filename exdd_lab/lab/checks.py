@@ -37,7 +37,7 @@ def reference_nearest_distances(reference: np.ndarray, queries: np.ndarray) -> n
     return knn(queries, reference, k=1)[0][:, 0]
 
 
-def _skipped_the_nearest(got: np.ndarray, expected: np.ndarray) -> str | None:
+def _skipped_the_nearest(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
     zero = expected < 1e-6
     if zero.any() and not np.allclose(got[zero], 0, atol=NEAREST_ATOL) and np.allclose(got[~zero], expected[~zero], 1e-4, NEAREST_ATOL):
         return ("a query that is itself a normal patch must get distance 0: keep the nearest reference, do not skip "
@@ -45,7 +45,7 @@ def _skipped_the_nearest(got: np.ndarray, expected: np.ndarray) -> str | None:
     return None
 
 
-def _not_the_minimum(got: np.ndarray, expected: np.ndarray) -> str | None:
+def _not_the_minimum(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
     if (got > expected + 1e-5).all():
         return "every distance is larger than the nearest one: take the minimum over the references, not another one"
     return None
@@ -82,21 +82,21 @@ def reference_k_center(points: np.ndarray, k: int, first: int = 0) -> np.ndarray
 
 
 def _k_center_hints(first: int) -> tuple:
-    def wrong_start(got: np.ndarray, expected: np.ndarray) -> str | None:
+    def wrong_start(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
         return f"start from the point `first` (index {first}): it is the first centre" if got[0] != expected[0] else None
 
-    def chosen_twice(got: np.ndarray, expected: np.ndarray) -> str | None:
+    def chosen_twice(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
         if len(set(got.tolist())) < len(got):
             return ("a point is chosen twice: after each pick, lower every point's distance to the chosen set with its "
                     "distance to the new centre (a chosen point then has distance 0 and is never the farthest)")
         return None
 
-    def other_order(got: np.ndarray, expected: np.ndarray) -> str | None:
+    def other_order(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
         if set(got.tolist()) == set(expected.tolist()):
             return "the right points in another order: return the indices in the order they were chosen"
         return None
 
-    def nearest_not_farthest(got: np.ndarray, expected: np.ndarray) -> str | None:
+    def nearest_not_farthest(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
         if len(got) > 1 and got[1] != expected[1]:
             return "the second centre is not the point farthest from the first: pick the argmax of the distance to the set"
         return None
@@ -123,13 +123,13 @@ def reference_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return auroc(np.asarray(labels), np.asarray(scores, np.float64))
 
 
-def _swapped_classes(got: np.ndarray, expected: np.ndarray) -> str | None:
+def _swapped_classes(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
     if np.isclose(got, 1 - expected, atol=1e-9) and not np.isclose(expected, 0.5):
         return "you get 1 - AUROC: label 1 is a defect, and a higher score means more anomalous"
     return None
 
 
-def _ties_not_halved(got: np.ndarray, expected: np.ndarray) -> str | None:
+def _ties_not_halved(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
     return ("right without ties, wrong with them: a tie between a defect and a normal image counts one half "
             "(average ranks: scipy.stats.rankdata)")
 
@@ -145,3 +145,80 @@ def check_auroc(student: Callable[[np.ndarray, np.ndarray], float], seed: int = 
     check_against_reference("Exercise 2 (AUROC by ranks)", student, reference_auroc, [tied],
                             rtol=1e-9, atol=1e-9, hints=(_swapped_classes, _ties_not_halved), quiet=True)
     print("Exercise 2 (AUROC by ranks): pass (2 cases)")
+
+
+# -- notebook 03: the DDPM -------------------------------------------------------------------------------------------
+
+def _scheduler():
+    from exdd_lab.synthesis.ddpm import DdpmConfig, build_scheduler
+
+    return build_scheduler(DdpmConfig())
+
+
+def _diffusion_cases(seed: int) -> list[Case]:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    alphas_cumprod = _scheduler().alphas_cumprod
+    x0 = torch.rand(4, 3, 8, 8, generator=gen) * 2 - 1
+    noise = torch.randn(4, 3, 8, 8, generator=gen)
+    return [Case((x0, noise, torch.tensor([0, 10, 500, 999]), alphas_cumprod), note="four images at four noise levels"),
+            Case((x0[:2], noise[:2], torch.tensor([250, 250]), alphas_cumprod), note="two images at one noise level")]
+
+
+def reference_add_noise(x0, noise, t, alphas_cumprod):
+    """The kit's forward process: diffusers' ``DDPMScheduler.add_noise`` (the scheduler the kit's DDPM trains with)."""
+    return _scheduler().add_noise(x0, noise, t)
+
+
+def _forgot_square_roots(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
+    x0, noise, t, ab = (np.asarray(a, np.float64) for a in case.args)
+    a = ab[t.astype(int)].reshape(-1, 1, 1, 1)
+    if np.allclose(got, a * x0 + (1 - a) * noise, atol=1e-5):
+        return "the coefficients are sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t): the square roots are missing"
+    if np.allclose(got, np.sqrt(1 - a) * x0 + np.sqrt(a) * noise, atol=1e-5):
+        return "the two coefficients are swapped: the clean image is scaled by sqrt(alpha_bar_t), the noise by sqrt(1 - alpha_bar_t)"
+    return None
+
+
+def _one_level_for_all(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
+    x0, noise, t, ab = case.args
+    if len(set(t.tolist())) > 1 and np.allclose(got, reference_add_noise(x0, noise, t[:1].expand_as(t), ab), atol=1e-5):
+        return "each image has its own step t[i]: index alpha_bar with t and reshape it to (N, 1, 1, 1) to broadcast"
+    return None
+
+
+def check_add_noise(student: Callable, seed: int = 0) -> None:
+    """Notebook 03, Exercise 1: ``add_noise(x0 (N, C, H, W), noise, t (N,), alphas_cumprod (T,)) -> x_t``."""
+    check_against_reference("Exercise 1 (the forward process q(x_t | x_0))", student, reference_add_noise,
+                            _diffusion_cases(seed), hints=(_forgot_square_roots, _one_level_for_all))
+
+
+def fixed_denoiser(x, t):
+    """A stand-in for the UNet in the loss check: any fixed function of ``(x_t, t)`` tells a right loss from a wrong one."""
+    return 0.8 * x + 1e-3 * t.reshape(-1, 1, 1, 1).to(x.dtype)
+
+
+def reference_noise_loss(denoiser, x0, noise, t, alphas_cumprod):
+    """The kit's DDPM loss: the mean squared error between the predicted and the true noise, at ``x_t``."""
+    import torch.nn.functional as F
+
+    return F.mse_loss(denoiser(reference_add_noise(x0, noise, t, alphas_cumprod), t), noise)
+
+
+def _loss_mistakes(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
+    import torch.nn.functional as F
+
+    denoiser, x0, noise, t, ab = case.args
+    x_t = reference_add_noise(x0, noise, t, ab)
+    wrong = {"the target is the noise epsilon that was added, not the clean image x_0": F.mse_loss(denoiser(x_t, t), x0),
+             "the network sees the noisy image x_t, not the clean x_0": F.mse_loss(denoiser(x0, t), noise),
+             "average the squared errors (a mean, not a sum)": F.mse_loss(denoiser(x_t, t), noise, reduction="sum")}
+    return next((hint for hint, value in wrong.items() if np.isclose(got, float(value), rtol=1e-5)), None)
+
+
+def check_noise_loss(student: Callable, seed: int = 0) -> None:
+    """Notebook 03, Exercise 2: ``noise_prediction_loss(denoiser, x0, noise, t, alphas_cumprod) -> scalar``."""
+    cases = [Case((fixed_denoiser, *case.args), note=case.note) for case in _diffusion_cases(seed)]
+    check_against_reference("Exercise 2 (the epsilon-prediction loss)", student, reference_noise_loss, cases,
+                            hints=(_loss_mistakes,))

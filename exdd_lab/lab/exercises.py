@@ -74,7 +74,7 @@ def diagnose(got: Any, expected: Any, rtol: float = 1e-4, atol: float = 1e-5) ->
     return f"{int(wrong.sum())} of {wrong.size} values differ from the kit's (largest difference {np.abs(have - want).max():.3g})"
 
 
-Hint = Callable[[np.ndarray, np.ndarray], "str | None"]  # (got, expected) -> a hint specific to one exercise
+Hint = Callable[[np.ndarray, np.ndarray, Case], "str | None"]  # (got, expected, case) -> a hint for one exercise
 
 
 def check_against_reference(exercise: str, student: Callable, reference: Callable, cases: list[Case],
@@ -97,7 +97,7 @@ def check_against_reference(exercise: str, student: Callable, reference: Callabl
         hint = diagnose(got, expected, rtol, atol)
         have, want = _as_array(got), _as_array(expected)
         if hint is not None and have is not None and have.shape == want.shape:
-            hint = next((h for h in (rule(have, want) for rule in hints) if h), hint)
+            hint = next((h for h in (rule(have, want, case) for rule in hints) if h), hint)
         if hint is not None:
             where = f" (case {i} of {len(cases)}{': ' + case.note if case.note else ''})"
             raise ExerciseNotSolved(f"{exercise}: not yet — {hint}{where}")
