@@ -3,6 +3,7 @@ the hints name the mistake, and the student versions are the masters with only t
 from __future__ import annotations
 
 import json
+import re
 
 import nbformat
 import numpy as np
@@ -32,15 +33,28 @@ EXERCISES = _exercises()
 
 def _run(sources: list[str]) -> dict:
     namespace: dict = {}
-    exec("import numpy as np\nimport torch\nfrom exdd_lab.lab.checks import *\nseed = 0", namespace)
+    # what a solution may use besides the earlier exercises' functions (README, "For teachers")
+    exec("import numpy as np\nimport pandas as pd\nimport torch\nimport torch.nn.functional as F\n"
+         "from exdd_lab.lab.checks import *\nseed = 0", namespace)
     for source in sources:
         exec(source, namespace)
     return namespace
 
 
-def test_the_lessons_have_fill_in_exercises():
-    assert {name[:2] for name, _, _ in EXERCISES} >= {"01", "02", "03"}
-    assert len(EXERCISES) >= 6
+def test_every_lesson_has_its_exercises():
+    """At least two exercises with a check in 01-05, at least one in 00 and 06-08, each headed `Exercise N`."""
+    per_notebook = {path.name[:2]: 0 for path in list_notebooks()}
+    for name, _, _ in EXERCISES:
+        per_notebook[name[:2]] += 1
+    assert len(per_notebook) == 9
+    for number, count in per_notebook.items():
+        assert count >= (2 if number in {"01", "02", "03", "04", "05"} else 1), f"notebook {number}: {count} exercise(s)"
+
+
+def _heading_number(nb, solution: int) -> int:
+    heading = next(nb.cells[i].source for i in range(solution - 1, -1, -1)
+                   if nb.cells[i].cell_type == "markdown" and "Exercise" in nb.cells[i].source)
+    return int(re.search(r"^#+ Exercise (\d+)", heading, re.M).group(1))
 
 
 @pytest.mark.parametrize("name,solution,check", EXERCISES, ids=[f"{n[:2]}-cell{s}" for n, s, _ in EXERCISES])
@@ -51,7 +65,11 @@ def test_check_passes_on_the_solution_and_fails_on_the_stub(name, solution, chec
     # an exercise may use an earlier one's function (03's loss calls its add_noise): run the earlier solutions first
     earlier = [master.cells[i].source for i in exercise_cells(master) if i < solution]
     _run(earlier + [master.cells[solution].source, master.cells[check].source])
-    assert ": pass" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ": pass" in out
+    number = _heading_number(master, solution)
+    assert f"Exercise {number} (" in out, f"{name}: the check must name the exercise as its heading does (Exercise {number})"
+    assert master.cells[solution].metadata["nbgrader"]["grade_id"] == f"Exercise {number}"
     assert "### BEGIN SOLUTION" not in student.cells[solution].source
     with pytest.raises(ExerciseNotSolved, match="is not solved yet: replace the `raise NotImplementedError`"):
         _run(earlier + [student.cells[solution].source, master.cells[check].source])
@@ -202,3 +220,165 @@ def test_noise_loss_check_gives_the_specific_hint(mistake, hint):
     check_noise_loss(lambda f, x0, n, t, ab: ((f(_right_add_noise(x0, n, t, ab), t) - n) ** 2).mean())
     with pytest.raises(ExerciseNotSolved, match=hint):
         check_noise_loss(mistake)
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda masks: np.array([np.asarray(m, float).mean() for m in masks]), "count the pixels that are > 0"),
+    (lambda masks: np.array([(np.asarray(m) > 0).sum() for m in masks]), "pixel counts"),
+    (lambda masks: 100 * np.array([(np.asarray(m) > 0).mean() for m in masks]), "percentages"),
+])
+def test_defect_fraction_check_gives_the_specific_hint(mistake, hint):
+    from exdd_lab.lab.checks import check_defect_fractions
+
+    check_defect_fractions(lambda masks: np.array([(np.asarray(m) > 0).mean() for m in masks]))
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_defect_fractions(mistake)
+
+
+def _recall_far(labels, scores, threshold):
+    flagged, defect = scores >= threshold, labels == 1
+    return (flagged & defect).sum() / defect.sum(), (flagged & ~defect).sum() / (~defect).sum()
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda l, s, t: _recall_far(l, s, t)[::-1], "swapped"),
+    (lambda l, s, t: _recall_far(l, s, np.nextafter(t, np.inf)), "score >= threshold"),
+    (lambda l, s, t: (_recall_far(l, s, t)[0], ((s >= t) & (l == 0)).sum() / len(l)), "over the normal images only"),
+])
+def test_recall_check_gives_the_specific_hint(mistake, hint):
+    from exdd_lab.lab.checks import check_recall_false_alarms
+
+    check_recall_false_alarms(_recall_far)
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_recall_false_alarms(mistake)
+
+
+def test_count_within_noise_is_the_one_standard_error_rule():
+    """The kit's rule: not the best mean when a smaller count lies within one standard error of it; real-defect
+    rows are another sweep; and the check's hints."""
+    import pandas as pd
+
+    from exdd_lab.experiments.count_sweep import count_within_noise
+    from exdd_lab.lab.checks import check_count_within_noise
+
+    rows = [{"generator": "g", "count": c, "real_defects": 0, "image_auroc": m + e}
+            for c, m in ((0, 0.90), (10, 0.947), (50, 0.95)) for e in (-0.01, 0.0, 0.01)]
+    sweep = pd.DataFrame(rows)
+    assert count_within_noise(sweep)["g"] == 10  # 0.947 >= 0.95 - 0.01 / sqrt(3)
+    assert count_within_noise(sweep.assign(image_auroc=sweep.image_auroc.where(sweep["count"] != 10, 0.93)))["g"] == 50
+    one_seed = sweep.groupby("count", as_index=False).first().assign(generator="g", real_defects=0)
+    assert count_within_noise(one_seed)["g"] == int(one_seed.loc[one_seed.image_auroc.idxmax(), "count"])
+    with_real = pd.concat([sweep, pd.DataFrame([{"generator": "g", "count": 0, "real_defects": 5, "image_auroc": 1.0}])])
+    assert count_within_noise(with_real)["g"] == 10
+
+    best_mean = lambda s: {g: int(r.groupby("count")["image_auroc"].mean().idxmax())
+                           for g, r in s[s.real_defects == 0].groupby("generator")}
+    with pytest.raises(ExerciseNotSolved, match="you picked the best mean"):
+        check_count_within_noise(best_mean)
+    with pytest.raises(ExerciseNotSolved, match="leave out the rows with real_defects"):
+        check_count_within_noise(lambda s: count_within_noise(s.assign(real_defects=0)).to_dict())
+    check_count_within_noise(lambda s: count_within_noise(s).to_dict())
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda s, r: float(np.quantile(s, r)), "take the \\(1 - rate\\) quantile"),
+    (lambda s, r: float(np.sort(s)[int(np.ceil((1 - r) * len(s))) - 1]), "interpolate"),
+])
+def test_threshold_check_gives_the_specific_hint(mistake, hint):
+    from exdd_lab.lab.checks import check_threshold_for_rate
+
+    check_threshold_for_rate(lambda s, r: float(np.quantile(s, 1 - r)))
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_threshold_for_rate(mistake)
+
+
+def _nad(queries, bank, k, temperature, sign=1.0, own=True):
+    import torch
+
+    q, b = torch.as_tensor(queries, dtype=torch.float64), torch.as_tensor(bank, dtype=torch.float64)
+    d = torch.cdist(q, b)
+    nearest_d, nearest = d.min(1)
+    k = min(k, len(b))
+    if k < 2:
+        return nearest_d.numpy()
+    support = torch.cdist(b, b).topk(k, largest=False).indices[nearest] if own else d.topk(k, largest=False).indices
+    return ((1 - torch.softmax(sign * torch.gather(d, 1, support) / temperature, 1)[:, 0]) * nearest_d).numpy()
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda q, b, k, t: _nad(q, b, 1, t), "plain nearest distance"),
+    (lambda q, b, k, t: _nad(q, b, k, t, sign=-1.0), "softmax is over \\+d / T"),
+    (lambda q, b, k, t: _nad(q, b, k, t, own=False), "not the query's own k nearest"),
+    (lambda q, b, k, t: _nad(q, b, k, 1.0), "temperature"),
+])
+def test_neighbourhood_distance_check_gives_the_specific_hint(mistake, hint):
+    from exdd_lab.lab.checks import check_neighbourhood_distance
+
+    check_neighbourhood_distance(_nad)
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_neighbourhood_distance(mistake)
+
+
+def _gated(d_neg, d_pos, worst, scale, strength=1.0):
+    return d_neg * (1 + strength * np.clip(1 - d_pos / scale, 0, 1) * (d_neg > worst))
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda a, b, w, s, strength=1.0: a * (1 + strength * np.clip(1 - b / s, 0, 1)), "every patch is raised"),
+    (lambda a, b, w, s, strength=1.0: _gated(a, b, w, s), "use the strength argument"),
+    (lambda a, b, w, s, strength=1.0: a * (1 + strength * (1 - b / s) * (a > w)), "never lowers it"),
+])
+def test_gated_check_gives_the_specific_hint(mistake, hint):
+    from exdd_lab.lab.checks import check_gated
+
+    check_gated(_gated)
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_gated(mistake)
+
+
+def _discrepancy(student, teacher, mode="bilinear", flip=False):
+    import torch
+    import torch.nn.functional as F
+
+    size = teacher[0].shape[-2:]
+    maps = []
+    for s, t in zip(student, teacher):
+        cos = (F.normalize(s, dim=1) * F.normalize(t, dim=1)).sum(1)
+        d = (cos if flip else 1 - cos)[:, None]
+        extra = {} if mode == "nearest" else {"align_corners": False}
+        maps.append(F.interpolate(d, size=size, mode=mode, **extra)[:, 0])
+    return torch.stack(maps).mean(0)
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda s, t: _discrepancy(s, t, flip=True), "the discrepancy is 1 - cos"),
+    (lambda s, t: _discrepancy(s, t, mode="nearest"), "bilinear"),
+    (lambda s, t: _discrepancy(s, t) * len(s), "a mean, not a sum"),
+])
+def test_discrepancy_check_gives_the_specific_hint(mistake, hint):
+    from exdd_lab.lab.checks import check_discrepancy_map
+
+    check_discrepancy_map(_discrepancy)
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_discrepancy_map(mistake)
+
+
+def _focal(logits, target, gamma=2.0):
+    import torch
+    import torch.nn.functional as F
+
+    p = torch.sigmoid(logits)
+    p_t = p * target + (1 - p) * (1 - target)
+    return ((1 - p_t) ** gamma * F.binary_cross_entropy_with_logits(logits, target, reduction="none")).mean()
+
+
+@pytest.mark.parametrize("mistake,hint", [
+    (lambda l, t, gamma=2.0: _focal(l, t, 0.0), "plain binary cross-entropy"),
+    (lambda l, t, gamma=2.0: _focal(l, t, gamma) * l.numel(), "a mean, not a sum"),
+])
+def test_focal_check_gives_the_specific_hint(mistake, hint):
+    from exdd_lab.lab.checks import check_focal_loss
+
+    check_focal_loss(_focal)
+    with pytest.raises(ExerciseNotSolved, match=hint):
+        check_focal_loss(mistake)

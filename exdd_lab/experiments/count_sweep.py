@@ -129,3 +129,19 @@ def real_defect_sweep(
                          **{key: metrics.get(key) for key in KEYS}})
     detector.settings.purify_positive = (settings or ExddSettings()).purify_positive
     return pd.DataFrame(rows)
+
+
+def count_within_noise(sweep: pd.DataFrame, metric: str = "image_auroc") -> pd.Series:
+    """Per generator, the **smallest** count whose mean over seeds lies within one standard error of the best
+    count's mean (the one-standard-error rule): a best count that beats its neighbours by less than the seeds'
+    noise is not a finding, and fewer synthetic defects cost less. Rows with ``real_defects > 0`` are left out;
+    with one seed per count the standard error is 0 and the rule picks the best mean."""
+    rows = sweep[sweep.get("real_defects", 0) == 0] if "real_defects" in sweep else sweep
+    chosen = {}
+    for generator, group in rows.groupby("generator"):
+        stats = group.groupby("count")[metric].agg(["mean", "std", "size"]).sort_index()
+        sem = (stats["std"].fillna(0) / np.sqrt(stats["size"])).to_numpy()
+        best = int(np.argmax(stats["mean"].to_numpy()))
+        within = stats["mean"].to_numpy() >= stats["mean"].iloc[best] - sem[best]
+        chosen[generator] = int(stats.index[np.flatnonzero(within)[0]])
+    return pd.Series(chosen, name=f"count_within_noise_{metric}")

@@ -27,6 +27,15 @@ class StudentTeacherGrids:
     per_scale: list[np.ndarray]
 
 
+def mean_over_scales(per_scale: list[torch.Tensor]) -> torch.Tensor:
+    """The discrepancy map ``(N, h_0, w_0)``: each scale's ``(N, h_l, w_l)`` map upsampled (bilinear) to the finest
+    grid, then averaged over scales, so every scale counts the same whatever its resolution."""
+    size = per_scale[0].shape[-2:]
+    return torch.stack([d if d.shape[-2:] == size else
+                        F.interpolate(d[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+                        for d in per_scale]).mean(0)
+
+
 def grid_tensors(teacher: Teacher, student: Student, head: SegmentationHead, x: torch.Tensor,
                  head_input: str = "agreement") -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Head probability ``(N, h_0, w_0)``, mean discrepancy ``(N, h_0, w_0)`` and each scale's discrepancy of
@@ -35,10 +44,7 @@ def grid_tensors(teacher: Teacher, student: Student, head: SegmentationHead, x: 
     t_maps = [m.to(device) for m in teacher(x)]
     s_maps = student(x.to(device))
     per_scale = cosine_discrepancy(s_maps, t_maps)
-    size = per_scale[0].shape[-2:]
-    mean = torch.stack([d if d.shape[-2:] == size else
-                        F.interpolate(d[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-                        for d in per_scale]).mean(0)
+    mean = mean_over_scales(per_scale)
     prob = torch.sigmoid(head(head_inputs(s_maps, t_maps, head_input)))[:, 0]
     return prob, mean, per_scale
 
