@@ -95,6 +95,7 @@ def test_lessons_writes_every_notebook_and_never_overwrites_an_edited_one(tmp_pa
     out = tmp_path / "my-lessons"
     first = write_student_notebooks(out)
     assert sorted(first.written) == sorted(p.name for p in list_notebooks()) and not first.kept
+    assert (out / "answers.md").read_text() == (NOTEBOOKS_DIR / "answers.md").read_text()  # the questionnaires' links land
     edited = out / first.written[1]
     edited.write_text(edited.read_text().replace("Exercise", "My notes on the exercise", 1))
     untouched = out / first.written[0]

@@ -61,6 +61,10 @@ def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return student
 
 
+#: The questionnaires' answers, one section per notebook (``answers.md#notebook-NN``); copied beside the student versions.
+ANSWERS = "answers.md"
+
+
 def write_student_notebooks(out: str | Path, notebooks: list[Path] | None = None) -> LessonsWritten:
     """Write the student version of every lesson into ``out``; a notebook edited there since it was written is kept."""
     out = Path(out)
@@ -80,5 +84,9 @@ def write_student_notebooks(out: str | Path, notebooks: list[Path] | None = None
             handle.write(text)
         record[source.name] = file_digest(target)
         written.append(source.name)
+    answers = NOTEBOOKS_DIR / ANSWERS
+    if answers.is_file():  # the questionnaires' answers, beside the notebooks their links point from
+        with atomic_write(out / ANSWERS, "w") as handle:
+            handle.write(answers.read_text())
     atomic_write_json(record_path, record)
     return LessonsWritten(out, written, kept)
