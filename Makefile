@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # which trains the DDPM and the student-teacher and sweeps synthetic-defect counts (about an hour from an empty cache on MTD).
 RUN_ARGS ?= --fast
 
-.PHONY: setup run test test-main test-numerics test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-archive bench-cost bench-export bench-sequence clean-cache
+.PHONY: setup run book test test-main test-numerics test-fast references bench bench-anomalib bench-synthesis bench-dual-banks bench-student-teacher bench-archive bench-cost bench-export bench-sequence clean-cache
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ run: setup
 	$(VENV)/bin/exdd-lab run $(RUN_ARGS)
 	@if [ -d "$(MTD)" ]; then $(VENV)/bin/exdd-lab run --data $(MTD) --layout mtd $(RUN_ARGS); \
 	else echo "($(MTD) not found: skipped the MTD run)"; fi
+
+## The lessons as an offline HTML book (Sphinx + myst-nb) from the notebooks `make run` executed, newest
+## procedural run first (or the test run's runs/executed/); prints the path of its index.html. Executes nothing.
+book: setup
+	$(PY) -m exdd_lab.lab.book $(BOOK_ARGS)
 
 ## All tests: unit tests, notebook regression (papermill + references) and nbval on the committed notebooks,
 ## with the notebook kernels on the pinned numeric path (AVX2, the machine's threads); then the notebooks

@@ -12,6 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MTD = REPO.parent / "shared" / "data" / "mtd"
 
 
+def pytest_collection_modifyitems(config, items):
+    """The book is built from the notebooks the regression run executed (runs/executed/): its tests run last."""
+    items.sort(key=lambda item: item.get_closest_marker("book") is not None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Every test session gets its own cache folder, so tests never depend on a user's cache."""

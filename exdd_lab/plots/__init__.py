@@ -4,6 +4,7 @@
   then ``plots.show_gallery(...)``);
 - :mod:`~exdd_lab.plots.failures`: methods compared case by case on one colour scale (notebook 06);
 - :mod:`~exdd_lab.plots.browser`: step through failure cases (ipywidgets; a static gallery when headless);
+- :mod:`~exdd_lab.plots.controls`: the lessons' knobs, redrawn live in JupyterLab, drawn once when headless;
 - :mod:`~exdd_lab.plots.student_teacher`, :mod:`~exdd_lab.plots.archive`, :mod:`~exdd_lab.plots.cost`: the figures of
   notebooks 05, 08 and 02's cost section.
 

@@ -123,6 +123,23 @@ def plot_score_distributions_by_method(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def plot_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float, title: str = "") -> plt.Figure:
+    """Image scores of normal vs defect images with one threshold: right of the line is flagged, so the defects
+    left of it are the misses and the normals right of it the false alarms (the threshold control of notebook 06)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    bins = np.linspace(scores.min(), scores.max(), 26)
+    ax.hist(scores[labels == 0], bins=bins, histtype="step", color="#4c72b0", lw=1.5, label="normal")
+    ax.hist(scores[labels == 1], bins=bins, histtype="step", color=MASK_COLOUR, lw=1.5, label="defect")
+    ax.axvline(threshold, color="k", lw=1.2, label="threshold")
+    ax.set_xlabel("image score")
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def plot_per_type_heatmap(per_type: pd.DataFrame, metric: str = "image_auroc") -> plt.Figure:
     """A defect type x method heatmap of one metric from :func:`exdd_lab.evaluation.results.per_type_summary`."""
     grid = per_type.pivot(index="defect_type", columns="method", values=metric)

@@ -1,0 +1,114 @@
+"""The offline book: built from the executed notebooks, read in headless Chromium with the network refused.
+
+The regression run (tests/test_notebooks.py) keeps its executed procedural notebooks in ``runs/executed/``; these
+tests run after it (tests/conftest.py orders the ``book`` tests last) and build from those, executing nothing again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from exdd_lab.errors import ExddError
+from exdd_lab.lab.book import EXECUTED_DIR, HIDDEN_TAG, build_book, find_executed, write_sources
+from exdd_lab.lab.notebooks import list_notebooks
+
+pytestmark = pytest.mark.book
+CHROMIUM = os.environ.get("EXDD_LAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+NAMES = [nb.name for nb in list_notebooks()]
+
+
+def test_the_pages_leave_out_the_maintainer_cells_and_list_every_lesson(tmp_path):
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    for nb in list_notebooks():  # the masters stand in for executed notebooks: the same cells, no outputs
+        shutil.copyfile(nb, executed / nb.name)
+    pages = write_sources(executed, tmp_path / "src")
+    assert pages == [Path(n).stem for n in NAMES]
+    index = (tmp_path / "src" / "index.md").read_text()
+    assert all(page in index for page in pages) and "answers" in index
+    for name in NAMES:
+        cells = nbformat.read(str(tmp_path / "src" / name), as_version=4).cells
+        master = nbformat.read(str(executed / name), as_version=4).cells
+        assert not [c for c in cells if HIDDEN_TAG in c.metadata.get("tags", [])]
+        assert len(cells) == len(master) - sum(HIDDEN_TAG in c.metadata.get("tags", []) for c in master) > 0
+    assert (tmp_path / "src" / "conf.py").read_text().count("nb_execution_mode = \"off\"") == 1
+
+
+def test_a_folder_without_the_executed_lessons_is_refused_with_the_fix(tmp_path):
+    (tmp_path / NAMES[0]).write_text("{}")
+    with pytest.raises(ExddError, match="run `make run` first") as error:
+        find_executed(tmp_path)
+    assert NAMES[1] in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory) -> Path:
+    if not all((EXECUTED_DIR / name).is_file() for name in NAMES):
+        pytest.skip(f"no executed notebooks in {EXECUTED_DIR}: the notebook regression run writes them "
+                    "(pytest tests/test_notebooks.py -k procedural), or build from a `make run` folder")
+    index = build_book(EXECUTED_DIR, tmp_path_factory.mktemp("book") / "book")
+    assert json.loads((index.parent / "built-from.json").read_text())["executed"] == str(EXECUTED_DIR)
+    return index
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not CHROMIUM:
+        pytest.skip("Chromium is not installed: `apt-get install chromium` (Debian), or point EXDD_LAB_CHROMIUM at one")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[dev]'")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+@pytest.mark.browser
+def test_the_book_reads_offline_in_chromium(book, chromium):
+    """Every lesson is a page, its figures load, its formulas render (no raw `$$`), previous/next links work,
+    the search page answers — with every request outside file:// refused."""
+    page = chromium.new_page()
+    refused, failed = [], []
+
+    def only_files(route):
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_files)
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(book.as_uri())
+    assert "Defect detection, lesson by lesson" in page.title() or page.locator("h1").first.inner_text()
+    for name in NAMES:
+        html = book.parent / (Path(name).stem + ".html")
+        assert html.is_file(), f"{name} has no page"
+        page.goto(html.as_uri())
+        page.wait_for_load_state("load")
+        text = page.locator("article").inner_text()
+        assert "$$" not in text, f"{name}: a formula was left as raw TeX"
+        if "$$" in Path(list_notebooks()[NAMES.index(name)]).read_text():
+            page.wait_for_selector("mjx-container", timeout=30_000)  # MathJax typeset the displayed formulas
+        images = page.locator("article img")
+        loaded = page.evaluate("() => [...document.querySelectorAll('article img')].map(i => i.complete && i.naturalWidth > 0)")
+        assert all(loaded), f"{name}: {loaded.count(False)} of {images.count()} figures did not load"
+        assert "For maintainers" not in text, f"{name}: a maintainer cell is on the page"
+    # previous / next: from the first lesson on, the "next" link leads through every lesson in order
+    page.goto((book.parent / (Path(NAMES[0]).stem + ".html")).as_uri())
+    for name in NAMES[1:]:
+        page.locator("a.next-page").first.click()
+        page.wait_for_load_state("load")
+        assert page.url.endswith(Path(name).stem + ".html"), f"next from the previous lesson did not lead to {name}"
+    page.locator("a.prev-page").first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith(Path(NAMES[-2]).stem + ".html")
+    page.goto((book.parent / "search.html").as_uri() + "?q=coreset")
+    page.wait_for_selector("ul.search li", timeout=30_000)
+    assert page.locator("ul.search li").count() >= 1
+    assert not refused, f"the book asked the network for {refused[:3]}"
+    assert not failed, f"requests failed: {failed[:3]}"
