@@ -52,6 +52,9 @@ def test_strip_outputs_removes_everything_but_checked_text(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")], execution_count=3),
         nbformat.v4.new_code_cell(f"{CHECK_MARK}\nprint(2)", outputs=[nbformat.v4.new_output("stream", text="2\n")]),
+        nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION",
+                                  metadata={"nbgrader": {"solution": True, "grade_id": "Exercise 1"}, "tags": ["x"],
+                                            "collapsed": True}),
     ])
     path = tmp_path / "n.ipynb"
     nbformat.write(nb, str(path))
@@ -59,6 +62,7 @@ def test_strip_outputs_removes_everything_but_checked_text(tmp_path):
     cleaned = nbformat.read(str(path), as_version=4).cells
     assert cleaned[0].outputs == [] and cleaned[0].execution_count is None
     assert cleaned[1].outputs[0]["text"] == "2\n" and cleaned[1].execution_count == 2
+    assert cleaned[2].metadata == {"nbgrader": {"solution": True, "grade_id": "Exercise 1"}, "tags": ["x"]}  # exercises survive
     shutil.copy(path, tmp_path / "again.ipynb")
     strip_outputs(tmp_path / "again.ipynb")
     assert (tmp_path / "again.ipynb").read_text() == path.read_text(), "stripping is idempotent"

@@ -110,6 +110,10 @@ def execute_notebook(
     return time.perf_counter() - start
 
 
+#: Cell metadata a committed notebook keeps: tags (parameters, report, maintainer) and nbgrader's (the exercises).
+KEPT_CELL_METADATA = ("tags", "nbgrader")
+
+
 def strip_outputs(nb_path: str | Path, executed: str | Path | None = None) -> None:
     """Keep a committed notebook small: no outputs except those of cells marked ``# NBVAL_CHECK_OUTPUT``.
 
@@ -124,7 +128,7 @@ def strip_outputs(nb_path: str | Path, executed: str | Path | None = None) -> No
     ran_cells = {c.source: c for c in ran.cells if c.cell_type == "code"} if ran else {}
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     for number, cell in enumerate(code_cells, 1):
-        cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEPT_CELL_METADATA}
         if CHECK_MARK not in cell.source:
             cell.execution_count = None
             cell.outputs = []
