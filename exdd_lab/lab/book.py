@@ -31,11 +31,13 @@ from exdd_lab.lab.student_versions import ANSWERS
 EXECUTED_DIR = REPO_ROOT / "runs" / "executed"
 DEFAULT_OUT = REPO_ROOT / "runs" / "book"
 HIDDEN_TAG = "maintainer"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 CONF = '''
 project = "exdd_lab: defect detection, lesson by lesson"
 extensions = ["myst_nb", "sphinx.ext.mathjax", "sphinx-mathjax-offline"]
 nb_execution_mode = "off"                      # the notebooks arrive executed
+nb_ipywidgets_js = {}                          # no widget manager from a CDN: widgets show their static output
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 2                       # answers.md#notebook-00 is a heading's anchor
 html_theme = "furo"
@@ -73,6 +75,10 @@ def find_executed(source: str | Path | None = None) -> Path:
 def _page(executed: Path, master: Path) -> nbformat.NotebookNode:
     """An executed notebook ready for a page: maintainer cells removed, the master's cell tags kept."""
     nb = nbformat.read(str(executed), as_version=4)
+    nb.metadata.pop("widgets", None)  # widget state would make myst-nb load a widget manager from a CDN
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)  # a widget's text/plain (or static) fallback stays
     nb.cells = [c for c in nb.cells
                 if HIDDEN_TAG not in c.get("metadata", {}).get("tags", [])
                 and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
