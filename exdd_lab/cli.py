@@ -166,6 +166,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     ds = _load(args, data, layout)
     _training_split(ds)
+    if args.held_out > 0:
+        ds = ds.with_held_out_normals(args.held_out, seed=args.seed)
     features = FeatureConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size)
     options = {"coreset": args.coreset, "seed": args.seed, "image_score": args.image_score, "sigma": args.sigma,
                "coreset_method": args.coreset_method, "bank_index": args.bank_index}
@@ -205,6 +207,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if published_numbers(result):
         print(f"\nnext to the published numbers on this split ({result['split']['protocol']}; n/p = not published):")
         print(format_comparison(result))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """A detector from normal images alone (exdd_lab.analyst.fit): the model with its normal-only threshold,
+    fit_report.json and the held-out scores' histogram, in one new folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from exdd_lab.analyst.fit import fit_on_normals, save_fit
+    from exdd_lab.features import FeatureConfig, check_backbone_name
+    from exdd_lab.seeding import seed_everything
+
+    if Path(args.out).exists():  # said before minutes of fitting, not after
+        raise ExddError(f"--out {args.out} already exists", "save to a new folder (detectors are never overwritten)")
+    METHODS.check(args.method)
+    check_backbone_name(args.backbone)
+    seed_everything(args.seed)
+    held_out = args.held_out if args.held_out == "auto" else int(args.held_out)
+    options = {"generator": args.generator, "n_synthetic": args.n_synthetic, "epochs": args.epochs,
+               "model_dir": args.model_dir}
+    detector, report = fit_on_normals(args.normals, args.method, held_out, args.held_out_dir, args.false_alarm_rate,
+                                      FeatureConfig(backbone=args.backbone, image_size=args.image_size), options,
+                                      seed=args.seed, progress=not args.quiet)
+
+    def draw(report, path: Path) -> None:
+        import pandas as pd
+
+        from exdd_lab.plots.archive import plot_archive_scores
+
+        fig = plot_archive_scores(pd.DataFrame({"score": report.held_out_scores, "status": "scored"}), report.threshold)
+        fig.axes[0].set_title(f"{report.held_out} held-out normals; threshold at {report.false_alarm_rate:.1%} false alarms")
+        fig.savefig(path, dpi=100)
+
+    out = save_fit(detector, report, args.out, draw)
+    for line in report.lines():
+        print(line)
+    print(f"saved to {out} (fit_report.json, held_out_scores.png); score new images with "
+          f"`exdd-lab score --model {out} --images ARCHIVE --out RESULTS`")
     return 0
 
 
@@ -420,8 +461,34 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (any method; with its normal-only threshold when measured)")
     g.add_argument("--positive-patches", choices=POSITIVE_PATCHES.names(), default="masked",
                    help="masked defect patches (default) or every patch of a tight crop (ExDD's original)")
+    p.add_argument("--held-out", type=int, default=0,
+                   help="held-out normals for the normal-only threshold saved with --save-model: a sample of the "
+                        "layout's own (MTD, folder's val_good/) or moved out of training (default 0: the layout's own, "
+                        "all of them, when it has some)")
     _add_interval_args(p)
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("fit", help="fit a detector on a folder of normal images alone (no test split): the model with "
+                                   "its normal-only threshold and a fit report")
+    p.add_argument("--normals", required=True,
+                   help="normal images: a folder (scanned recursively), a quoted glob or a list file, as `score` takes")
+    p.add_argument("--method", default="patchcore", help=f"detection method: {', '.join(METHODS)} (default patchcore)")
+    p.add_argument("--out", required=True, help="new folder for the model, fit_report.json and held_out_scores.png")
+    p.add_argument("--held-out", default="auto",
+                   help="normals moved out of the fit to set the threshold: a number, or auto (default: a fifth of them, "
+                        f"at most {200}; none below 50 normals); 0 = no threshold")
+    p.add_argument("--held-out-dir", default=None, help="separate held-out normals (folder, glob or list) instead")
+    p.add_argument("--false-alarm-rate", type=_ratio, default=0.01,
+                   help="share of normal images the threshold may flag (default 0.01: the 0.99 quantile of held-out scores)")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone name")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--generator", choices=GENERATORS.names(), default="ddpm",
+                   help="exdd, student-teacher: synthetic defects made from the normals (default ddpm, cached)")
+    p.add_argument("--n-synthetic", type=int, default=None, help="synthetic defects (default 100 exdd, 200 student-teacher)")
+    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default 6)")
+    p.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_fit)
     p = sub.add_parser("compare", help="several methods on one split: metrics per method, the per-image results "
                                        "table, failure ranking, disagreements and a gallery of failure cases")
     _add_data_args(p)

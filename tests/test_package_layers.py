@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "exdd_lab"
 
 #: The floors, lowest first. A subpackage imports only from floors below it (and from the top-level helpers).
 FLOORS = ("components", "data", "features", "bank", "synthesis", "student_teacher", "methods", "export", "evaluation",
-          "archive", "plots", "experiments", "lab")
+          "archive", "plots", "experiments", "analyst", "lab")
 #: The only top-level modules besides the package face and ``__main__``: ``cli`` on top, the rest under every floor.
 CROSS_CUTTING = ("errors", "seeding", "storage", "numerics")
 TOP_LEVEL = ("cli", *CROSS_CUTTING)

@@ -1,0 +1,185 @@
+"""A detector from a folder of normal images alone: no test split, no labels.
+
+``fit_on_normals`` reads the inputs as ``exdd-lab score`` does (a folder scanned recursively, a quoted glob or a
+list file), decodes every file once and records the ones that cannot be read with the reason (they are skipped,
+never fatal), holds out normals (``held_out`` of them, drawn with the seed, or a separate ``held_out_dir``), fits the
+method on the rest and sets the **normal-only threshold** at the chosen false-alarm rate: the ``1 - rate`` quantile
+of the held-out normals' scores (:func:`~exdd_lab.evaluation.metrics.normal_only_threshold`). ``save_fit`` writes
+the model with that threshold (``exdd-lab score`` uses it), ``fit_report.json`` and the held-out scores' histogram
+into one folder, atomically.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from exdd_lab.archive.decode import SCORED, SKIPPED, decode_file
+from exdd_lab.archive.inputs import list_inputs, resolve_inputs
+from exdd_lab.data.records import Sample
+from exdd_lab.errors import DatasetError, ExddError
+from exdd_lab.evaluation.metrics import normal_only_threshold
+from exdd_lab.experiments.compare import compared_methods
+from exdd_lab.features import FeatureConfig
+from exdd_lab.methods.base import Detector, Savable
+
+REPORT = "fit_report.json"
+HISTOGRAM = "held_out_scores.png"
+#: ``held_out="auto"``: a fifth of the normals, at most this many; none below ``AUTO_MIN_NORMALS`` normals.
+AUTO_MAX_HELD_OUT = 200
+AUTO_MIN_NORMALS = 50
+
+
+@dataclass
+class FitReport:
+    """What a fit used and measured: the analyst's record of a model (also ``fit_report.json``)."""
+
+    method: str
+    normals: str
+    images_found: int
+    images_used: int
+    failed: list[dict] = field(default_factory=list)  # {"path", "reason"} per file that could not be read
+    held_out: int = 0
+    held_out_source: str = ""
+    false_alarm_rate: float | None = None
+    threshold: float | None = None
+    held_out_scores: list[float] = field(default_factory=list)
+    bank: dict = field(default_factory=dict)
+    seconds_fit: float = 0.0
+    seconds_total: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.method} fitted on {self.images_used} normal images of {self.normals} "
+               f"({self.images_found} found, {len(self.failed)} unreadable and skipped) in {self.seconds_fit:.1f} s"]
+        out += [f"  skipped {f['path']}: {f['reason']}" for f in self.failed[:10]]
+        if len(self.failed) > 10:
+            out.append(f"  ... and {len(self.failed) - 10} more (all listed in {REPORT})")
+        if self.bank:
+            out.append("bank: " + ", ".join(f"{k} {v:,}" for k, v in self.bank.items()))
+        if self.threshold is None:
+            out.append("threshold: none (no held-out normals): `exdd-lab score` leaves the decision column empty; "
+                       "refit with --held-out N or --held-out-dir DIR")
+        else:
+            s = np.asarray(self.held_out_scores)
+            out.append(f"threshold {self.threshold:.6g}: the {1 - self.false_alarm_rate:.3g} quantile of {self.held_out} "
+                       f"held-out normals ({self.held_out_source}); their scores {s.min():.4g} .. {s.max():.4g}, "
+                       f"median {np.median(s):.4g}")
+            if self.held_out * self.false_alarm_rate < 1:
+                out.append(f"  note: {self.held_out} held-out normals cannot pin a {self.false_alarm_rate:.1%} false-alarm "
+                           f"rate (fewer than one image above it); hold out at least {int(np.ceil(1 / self.false_alarm_rate))}")
+        return out
+
+
+def readable_images(images: str | Path, image_size: int, progress: bool = False) -> tuple[list[Sample], list[dict], int]:
+    """The images of ``images`` (folder, glob or list file) that decode, as normal samples; the failed ones with
+    their reason; how many image files were found (files of other types are ignored). Raises :class:`DatasetError` when nothing usable is there."""
+    spec = resolve_inputs(images)
+    found = list_inputs(spec)
+    usable, failed, ignored = [], [], 0
+    iterator = found
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(found, desc="reading", unit="img")
+    for path, _ in iterator:
+        decoded = decode_file(path, 32)  # a full decode: a truncated file fails here, not in the middle of fitting
+        if decoded.status == SCORED:
+            usable.append(Sample(Path(path), 0))
+        elif decoded.status == SKIPPED:  # not an image type (a README beside the images): not a failure
+            ignored += 1
+        else:
+            failed.append({"path": str(path), "reason": decoded.error})
+    if len(found) == ignored:
+        raise DatasetError(f"no image files in {images}", "point at a folder of normal images (searched recursively), "
+                           "a quoted glob ('good/**/*.png') or a list file of paths")
+    if not usable:
+        raise DatasetError(f"none of the {len(found)} files in {images} could be read as an image",
+                           f"the first reason: {failed[0]['reason']} ({failed[0]['path']})")
+    return usable, failed, len(found) - ignored
+
+
+def _held_out_count(held_out: int | str, n: int) -> int:
+    if held_out == "auto":
+        return min(AUTO_MAX_HELD_OUT, n // 5) if n >= AUTO_MIN_NORMALS else 0
+    count = int(held_out)
+    if count < 0:
+        raise DatasetError(f"--held-out {count}", "hold out 0 or more normals (or auto)")
+    if count and count >= n:
+        raise DatasetError(f"cannot hold out {count} of {n} readable normals", "hold out fewer, or add normal images")
+    return count
+
+
+def _bank_sizes(detector: Detector) -> dict:
+    described = detector.describe() if hasattr(detector, "describe") else {}
+    return {k: int(v) for k, v in described.items() if k.endswith("_patches") and isinstance(v, (int, np.integer))}
+
+
+def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int | str = "auto",
+                   held_out_dir: str | Path | None = None, false_alarm_rate: float = 0.01,
+                   features: FeatureConfig | None = None, options: dict | None = None, seed: int = 0,
+                   progress: bool = False) -> tuple[Detector, FitReport]:
+    """Fit ``method`` on the readable images of ``normals``; return the detector (its ``threshold`` set when there are
+    held-out normals) and the :class:`FitReport`. ``options`` are the method's (as ``compare`` takes them)."""
+    if not 0 < false_alarm_rate < 1:
+        raise ExddError(f"--false-alarm-rate {false_alarm_rate}", "give a share of normal images in (0, 1), e.g. 0.01")
+    start = time.perf_counter()
+    features = features or FeatureConfig()
+    samples, failed, found = readable_images(normals, features.image_size, progress)
+    if held_out_dir is not None:
+        held, held_failed, _ = readable_images(held_out_dir, features.image_size, progress)
+        failed += held_failed
+        source = f"from {held_out_dir}"
+    else:
+        count = _held_out_count(held_out, len(samples))
+        picked = set(np.random.default_rng(seed).choice(len(samples), count, replace=False).tolist()) if count else set()
+        held = [s for i, s in enumerate(samples) if i in picked]
+        samples = [s for i, s in enumerate(samples) if i not in picked]
+        source = f"{count} moved out of the normals with seed {seed}" if count else ""
+    options = dict(options or {}, seed=seed)
+    detector = compared_methods([method], features, samples, options, exdd_defects=options.get("n_synthetic") or 100,
+                                progress=progress)[method]
+    fit_start = time.perf_counter()
+    detector.fit(samples, progress=progress)
+    seconds_fit = time.perf_counter() - fit_start
+    report = FitReport(method, str(normals), found, len(samples), failed, len(held), source, bank=_bank_sizes(detector),
+                       seconds_fit=round(seconds_fit, 2))
+    if held:
+        scores = np.asarray(detector.predict(held).scores, np.float64)
+        report.false_alarm_rate = float(false_alarm_rate)
+        report.threshold = normal_only_threshold(scores, 1 - false_alarm_rate)
+        report.held_out_scores = [round(float(s), 6) for s in scores]
+        detector.threshold = {"value": report.threshold, "kind": "normal_only", "quantile": 1 - false_alarm_rate,
+                              "dataset": str(held_out_dir or normals), "held_out": len(held),
+                              "false_alarm_rate": float(false_alarm_rate), "recall": None}
+    report.seconds_total = round(time.perf_counter() - start, 2)
+    return detector, report
+
+
+def save_fit(detector: Detector, report: FitReport, out: str | Path,
+             draw_histogram: Callable[[FitReport, Path], None] | None = None) -> Path:
+    """The model, ``fit_report.json`` and (with ``draw_histogram``) the held-out scores' histogram in ``out``,
+    written into a staging folder and renamed: a half-written model folder is never left behind."""
+    out = Path(out)
+    if out.exists():
+        raise ExddError(f"{out} already exists", "save to a new folder (detectors are never overwritten in place)")
+    if not isinstance(detector, Savable):
+        raise ExddError(f"method {report.method} cannot be saved", "fit patchcore, exdd or student-teacher")
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        detector.save(staging)
+        (staging / REPORT).write_text(json.dumps(report.to_dict(), indent=1))
+        if draw_histogram is not None and report.held_out_scores:
+            draw_histogram(report, staging / HISTOGRAM)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out

@@ -1,0 +1,126 @@
+"""exdd-lab fit: a detector from a folder of normal images alone, its threshold from held-out normals."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from exdd_lab.analyst.fit import HISTOGRAM, REPORT, fit_on_normals, readable_images, save_fit
+from exdd_lab.errors import DatasetError, ExddError
+from exdd_lab.features import FeatureConfig
+
+SMALL = FeatureConfig(image_size=64)
+
+
+@pytest.fixture()
+def normals(tiny_mvtec, tmp_path):
+    """The tiny data set's 8 training normals and 4 good test images in nested folders, plus two bad files."""
+    root = tmp_path / "good-parts"
+    for i, path in enumerate(sorted((tiny_mvtec / "train" / "good").glob("*.png")) +
+                             sorted((tiny_mvtec / "test" / "good").glob("*.png"))):
+        target = root / f"day{i % 2}" / f"{i:03d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    (root / "day0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (root / "day1" / "empty.png").write_bytes(b"")
+    return root
+
+
+def test_bad_files_are_recorded_and_skipped(normals):
+    usable, failed, found = readable_images(normals, 64)
+    assert found == 14 and len(usable) == 12
+    assert {f["path"].split("/")[-1]: f["reason"].split(":")[0] for f in failed} == {
+        "broken.png": "unreadable", "empty.png": "empty file (0 bytes)"}
+    assert all(s.label == 0 for s in usable)
+
+
+def test_fit_sets_the_threshold_from_held_out_normals(normals, tmp_path):
+    detector, report = fit_on_normals(normals, "patchcore", held_out=4, false_alarm_rate=0.25, features=SMALL, seed=1)
+    assert report.images_used == 8 and report.held_out == 4 and len(report.failed) == 2
+    assert report.threshold == pytest.approx(np.quantile(report.held_out_scores, 0.75))
+    assert detector.threshold["value"] == report.threshold and detector.threshold["quantile"] == 0.75
+    assert report.bank["bank_patches"] > 0
+    out = save_fit(detector, report, tmp_path / "model", lambda r, path: path.write_bytes(b"png"))
+    saved = json.loads((out / REPORT).read_text())
+    assert saved["threshold"] == report.threshold and len(saved["failed"]) == 2
+    assert (out / HISTOGRAM).is_file() and not list(tmp_path.glob(".model.partial"))
+    from exdd_lab.methods.registry import load_detector
+
+    assert load_detector(out).threshold["value"] == pytest.approx(report.threshold)
+    with pytest.raises(ExddError, match="already exists"):
+        save_fit(detector, report, out)
+
+
+def test_the_held_out_normals_are_not_fitted_on(normals):
+    detector, report = fit_on_normals(normals, "patchcore", held_out=4, features=SMALL, seed=1)
+    _, again = fit_on_normals(normals, "patchcore", held_out=4, features=SMALL, seed=1)
+    assert again.held_out_scores == report.held_out_scores  # the seed fixes which normals are held out
+    bank_from_all, _ = fit_on_normals(normals, "patchcore", held_out=0, features=SMALL, seed=1)
+    assert report.bank["bank_patches"] < bank_from_all.describe()["bank_patches"]
+
+
+def test_without_held_out_normals_there_is_no_threshold_and_the_report_says_how_to_get_one(normals):
+    detector, report = fit_on_normals(normals, "patchcore", held_out="auto", features=SMALL)
+    assert report.held_out == 0 and report.threshold is None and detector.threshold is None  # 12 < 50 normals
+    assert any("--held-out" in line for line in report.lines())
+
+
+def test_a_separate_held_out_folder(normals, tmp_path):
+    held = tmp_path / "held"
+    shutil.copytree(normals / "day1", held)
+    detector, report = fit_on_normals(normals / "day0", "patchcore", held_out_dir=held, features=SMALL)
+    assert report.held_out == len(list(held.glob("0*.png"))) and report.images_used == 6
+    assert report.held_out_source == f"from {held}"
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"held_out": 12}, "cannot hold out 12 of 12"),
+    ({"false_alarm_rate": 0.0}, "false-alarm-rate"),
+])
+def test_bad_requests_name_the_fix(normals, kwargs, match):
+    with pytest.raises(ExddError, match=match):
+        fit_on_normals(normals, "patchcore", features=SMALL, **kwargs)
+
+
+def test_a_folder_without_images_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(DatasetError, match="no image files"):
+        readable_images(tmp_path, 64)
+
+
+def test_cli_fit_then_score_uses_the_saved_threshold(normals, tmp_path, capsys):
+    from exdd_lab.cli import main
+
+    model = tmp_path / "model"
+    assert main(["fit", "--normals", str(normals), "--out", str(model), "--held-out", "4", "--image-size", "64",
+                 "--false-alarm-rate", "0.25", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "fitted on 8 normal images" in out and "2 unreadable and skipped" in out and "threshold" in out
+    assert (model / HISTOGRAM).stat().st_size > 1000  # a real PNG
+    assert main(["score", "--model", str(model), "--images", str(normals / "day0"), "--out", str(tmp_path / "scores"),
+                 "--quiet"]) == 1  # the broken file is an error row: exit code 1, as score documents
+    printed = capsys.readouterr().out
+    assert "saved normal_only threshold" in printed
+    import pandas as pd
+
+    scores = pd.read_csv(tmp_path / "scores" / "scores.csv")
+    assert scores["defect"].notna().sum() == 6 and set(scores["defect"]) <= {0, 1}
+    assert main(["fit", "--normals", str(normals), "--out", str(model)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_evaluate_held_out_moves_normals_out_of_training_for_the_saved_threshold(tiny_mvtec, tmp_path):
+    """`evaluate --held-out N` on an MVTec layout (no held-out normals of its own), as `compare` has it."""
+    from exdd_lab.cli import main
+
+    model = tmp_path / "model"
+    assert main(["evaluate", "--data", str(tiny_mvtec), "--layout", "mvtec", "--image-size", "64", "--held-out", "3",
+                 "--out", str(tmp_path / "ev"), "--save-model", str(model)]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["normal_only_threshold"] is not None
+    assert metrics["split"]["held_out_normals"] == {"n": 3, "seed": 0, "moved_from_train": True}
+    assert metrics["n_train"] == 8 - 3
+    assert json.loads((model / "patchcore.json").read_text())["threshold"]["value"] == pytest.approx(
+        metrics["normal_only_threshold"])
