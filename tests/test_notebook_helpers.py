@@ -48,3 +48,20 @@ def test_no_notebook_overwrites_its_parameters(path):
     params, found = _parameters_and_later_assignments(path)
     assert {"fast", "seed"} <= params
     assert not found, f"{path.name} reassigns parameters (use mode_parameters): {found}"
+
+
+def test_small_mode_warns_when_it_cuts_a_users_data_set(tiny_mvtec, recwarn):
+    """`subsample` says, visibly, that a notebook uses part of a data set that is not the procedural default."""
+    from exdd_lab import load_dataset
+    from exdd_lab.lab.notebooks import subsample
+
+    ds = load_dataset(str(tiny_mvtec), "mvtec", seed=0)
+    with pytest.warns(UserWarning, match=r"small mode: this notebook uses 4 of 8 training and .* test images"):
+        small = subsample(ds, n_train=4, n_test=5, seed=0)
+    assert len(small.train) == 4
+    recwarn.clear()
+    assert len(subsample(ds, n_train=100, n_test=100, seed=0).train) == 8  # nothing cut: nothing to say
+    assert not [w for w in recwarn if "small mode" in str(w.message)]
+    procedural = load_dataset("procedural", "procedural", seed=0)
+    subsample(procedural, n_train=4, n_test=5, seed=0)  # the lessons' own default: no warning
+    assert not [w for w in recwarn if "small mode" in str(w.message)]

@@ -62,6 +62,29 @@ def show_source(*functions: object) -> object:
     return Code("\n\n".join(inspect.getsource(f).rstrip() for f in functions), language="python")
 
 
+def subsample(ds, n_train: int, n_test: int, seed: int = 0, why: str = "small mode"):
+    """``ds.subset(n_train, n_test, seed)``, with a **visible warning** in the notebook when it drops images of a data
+    set that is not the procedural default: numbers on a subset are not the data set's, and a user who passed their
+    own data must see that before reading them."""
+    small = ds.subset(n_train=n_train, n_test=n_test, seed=seed)
+    if ds.layout != "procedural" and (len(small.train) < len(ds.train) or len(small.test) < len(ds.test)):
+        text = (f"**⚠ {why}: this notebook uses {len(small.train)} of {len(ds.train)} training and {len(small.test)} "
+                f"of {len(ds.test)} test images of {ds.name}.** Its numbers describe that subset, not the data set: "
+                "set `fast = False` (the full run) to use every image.")
+        try:
+            from IPython import get_ipython
+            from IPython.display import Markdown, display
+
+            if get_ipython() is None:
+                raise ImportError
+            display(Markdown(text))
+        except ImportError:
+            import warnings
+
+            warnings.warn(text.replace("**", ""), stacklevel=2)
+    return small
+
+
 def mode_parameters(fast: bool, **parameters: tuple) -> tuple:
     """Resolve parameters whose default depends on the mode: each is ``name=(value, full, fast_value)``.
 
