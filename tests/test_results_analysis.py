@@ -137,7 +137,8 @@ def test_results_are_saved_as_csv_and_parquet(case, tmp_path):
     samples, predictions = case
     results = build_results(samples, predictions)
     paths = results.save(tmp_path / "out")
-    assert [p.name for p in paths] == ["results.csv", "results.parquet"]
+    assert [p.name for p in paths] == ["results.csv", "results.parquet", "results.maps.npz", "results.json"]
+    assert [p.name for p in results.save(tmp_path / "table-only", maps=False)] == ["results.csv", "results.parquet"]
     csv, parquet = pd.read_csv(paths[0]), pd.read_parquet(paths[1])
     assert len(csv) == len(parquet) == 16
     assert list(parquet["outcome_f1"]) == list(results.table["outcome_f1"])

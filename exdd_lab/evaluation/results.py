@@ -20,6 +20,7 @@ Taught in ``notebooks/06_failure_case_analysis.ipynb``.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -120,15 +121,77 @@ class ResultSet:
         low, threshold = self.map_scale(method)
         return (self.map(method, image_id) - low) / max(threshold - low, 1e-12)
 
-    def save(self, folder: str | Path, name: str = "results") -> list[Path]:
-        """``<name>.csv`` and ``<name>.parquet`` in ``folder``, each written atomically."""
+    def save(self, folder: str | Path, name: str = "results", maps: bool = True) -> list[Path]:
+        """``<name>.csv`` and ``<name>.parquet`` (the table) in ``folder``; with ``maps``, also ``<name>.maps.npz``
+        (every method's maps as uint8 with their scale) and ``<name>.json`` (the split and the image size), so
+        :meth:`load` reopens the run without refitting. Each file is written atomically."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(folder / f"{name}.csv", "w") as handle:
             self.table.to_csv(handle, index=False)
         with atomic_path(folder / f"{name}.parquet") as tmp:
             self.table.to_parquet(tmp, index=False)
-        return [folder / f"{name}.csv", folder / f"{name}.parquet"]
+        written = [folder / f"{name}.csv", folder / f"{name}.parquet"]
+        if not maps:
+            return written
+        arrays = {}
+        for i, (method, prediction) in enumerate(self.predictions.items()):
+            codes, low, high = quantize_maps(prediction.maps)
+            arrays.update({f"maps_{i}": codes, f"scale_{i}": np.array([low, high])})
+        with atomic_path(folder / f"{name}.maps.npz") as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, **arrays)
+        split = {"format": RESULTS_FORMAT, "image_size": self.image_size, "methods": self.methods,
+                 "samples": [{"image_path": str(s.image_path), "label": int(s.label), "defect_type": s.defect_type,
+                              "mask_path": str(s.mask_path) if s.mask_path else None} for s in self.samples]}
+        with atomic_write(folder / f"{name}.json", "w") as handle:
+            json.dump(split, handle, indent=1)
+        return written + [folder / f"{name}.maps.npz", folder / f"{name}.json"]
+
+    @classmethod
+    def load(cls, folder: str | Path, name: str = "results") -> "ResultSet":
+        """Reopen a run saved by :meth:`save` (``exdd-lab evaluate`` and ``compare`` write one): the table as it was,
+        the maps within one uint8 step of their scale (ample for looking at them; every number in the table is the
+        one computed from the full maps), the masks read again from their files."""
+        folder = Path(folder)
+        paths = {kind: folder / f"{name}{kind}" for kind in (".parquet", ".json", ".maps.npz")}
+        missing = [p.name for p in paths.values() if not p.is_file()]
+        if missing:
+            raise ExddError(f"{folder} holds no reopenable results ({', '.join(missing)} missing)",
+                            "point at the --out folder of `exdd-lab evaluate` or `compare` (this version writes "
+                            "results.parquet, results.json and results.maps.npz), or run it again")
+        split = json.loads(paths[".json"].read_text())
+        if split.get("format") != RESULTS_FORMAT:
+            raise ExddError(f"{paths['.json']} is not a results file of this kit", "run `evaluate` or `compare` again")
+        samples = [Sample(Path(r["image_path"]), r["label"], r["defect_type"],
+                          Path(r["mask_path"]) if r["mask_path"] else None) for r in split["samples"]]
+        table = pd.read_parquet(paths[".parquet"])
+        stored = np.load(paths[".maps.npz"])
+        predictions = {}
+        for i, method in enumerate(split["methods"]):
+            rows = table[table["method"] == method].sort_values("image_id")
+            low, high = stored[f"scale_{i}"]
+            predictions[method] = Prediction(dequantize_maps(stored[f"maps_{i}"], low, high),
+                                             rows["score"].to_numpy(np.float64))
+        return cls(samples, predictions, int(split["image_size"]), table, _masks(samples, int(split["image_size"])))
+
+
+RESULTS_FORMAT = "exdd_lab.results/1"
+
+
+def quantize_maps(maps: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``maps`` as uint8 codes over their own range ``[low, high]``: 1/255 of the range per step, a quarter of the
+    float32 bytes (and far less once compressed)."""
+    maps = np.asarray(maps, np.float32)
+    low, high = (float(maps.min()), float(maps.max())) if maps.size else (0.0, 0.0)
+    span = high - low if high > low else 1.0
+    return np.rint((maps - low) / span * 255).astype(np.uint8), low, high
+
+
+def dequantize_maps(codes: np.ndarray, low: float, high: float) -> np.ndarray:
+    """The maps back from :func:`quantize_maps`: within half a step, ``(high - low) / 510``, of the originals."""
+    span = high - low if high > low else 1.0
+    return (codes.astype(np.float32) / 255 * span + low).astype(np.float32)
 
 
 def build_results(samples: Sequence[Sample], predictions: Mapping[str, Prediction],

@@ -21,6 +21,7 @@ import numpy as np
 
 from exdd_lab.components.metric_names import HEADLINE_METRICS, METHOD_TABLE_METRICS, RANKING_METRICS
 from exdd_lab.data.imageio import sample_mask
+from exdd_lab.evaluation.results import build_results
 from exdd_lab.data.records import DefectDataset
 from exdd_lab.methods.base import Detector, HasAlternatives, Prediction
 from exdd_lab.evaluation.metrics import NORMAL_GROUP, PixelHistogram, evaluate, normal_only_threshold, per_type_table
@@ -97,7 +98,8 @@ def evaluation_sample(dataset: DefectDataset, prediction: Prediction, image_size
 def run_evaluation(method: Detector, dataset: DefectDataset, out_dir: str | Path | None = None,
                    seed: int = 0, progress: bool = False, normal_quantile: float = 0.99,
                    bootstrap: BootstrapSettings | None = None) -> dict:
-    """Fit, predict, measure, and (with ``out_dir``) write ``metrics.json`` and ``scores.csv``.
+    """Fit, predict, measure, and (with ``out_dir``) write ``metrics.json``, ``scores.csv`` and the reopenable results
+    (``results.parquet`` / ``.csv``, ``results.maps.npz``, ``results.json``: :meth:`ResultSet.load`).
 
     ``bootstrap``: how the metrics' intervals are drawn (default: 1,000 resamples, 95 %, seeded by ``seed``).
     """
@@ -146,6 +148,8 @@ def finish_evaluation(method: Detector, dataset: DefectDataset, prediction: Pred
     result["per_type"] = [{k: _clean(v) for k, v in row.items()} for row in result["per_type"]]
     if out_dir is not None:
         write_outputs(Path(out_dir), result, dataset, prediction)
+        build_results(dataset.test, {method.name: prediction},
+                      {method.name: normal_scores} if held_out else None, normal_quantile).save(out_dir)
     return result
 
 
