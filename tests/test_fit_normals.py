@@ -124,3 +124,27 @@ def test_evaluate_held_out_moves_normals_out_of_training_for_the_saved_threshold
     assert metrics["n_train"] == 8 - 3
     assert json.loads((model / "patchcore.json").read_text())["threshold"]["value"] == pytest.approx(
         metrics["normal_only_threshold"])
+
+
+@pytest.mark.notebooks
+def test_notebook_08_fits_on_the_analysts_normals_and_scores_their_archive(normals, tiny_mvtec, tmp_path):
+    """Notebook 08 with `normals` and `archive` set: it fits on the normals, scores the archive read only, and the
+    sections that need labels say there are none."""
+    import nbformat
+
+    from exdd_lab.lab.notebooks import NOTEBOOKS_DIR, execute_notebook
+    from exdd_lab.numerics import harness_environment
+
+    archive = tmp_path / "archive"
+    shutil.copytree(tiny_mvtec / "test", archive)
+    before = sorted(p.relative_to(archive) for p in archive.rglob("*"))
+    params = {"image_size": 64, "normals": str(normals), "archive": str(archive),
+              "metrics_path": str(tmp_path / "m.json")}
+    execute_notebook(NOTEBOOKS_DIR / "08_scoring_an_archive.ipynb", tmp_path / "08.ipynb", params, env=harness_environment())
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nbformat.read(str(tmp_path / "08.ipynb"), as_version=4).cells for o in c.get("outputs", []))
+    assert "fitted on 12 normal images" in text and "no labels for this archive" in text
+    assert "threshold: none (no held-out normals)" in text  # 12 normals: auto holds none out, and says so
+    assert sorted(p.relative_to(archive) for p in archive.rglob("*")) == before  # the analyst's archive is untouched
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n_scored"] == len([p for p in before if p.suffix == ".png"]) and metrics["archive_image_auroc"] is None
