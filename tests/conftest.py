@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,22 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("EXDD_LAB_CACHE", None)
     else:
         os.environ["EXDD_LAB_CACHE"] = old
+
+
+#: The system's Chromium, which Playwright drives (no browser download): the browser and book tests use it.
+CHROMIUM = os.environ.get("EXDD_LAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A headless Chromium (Playwright), or a skip naming what to install."""
+    if not CHROMIUM:
+        pytest.skip("Chromium is not installed: `apt-get install chromium` (Debian), or point EXDD_LAB_CHROMIUM at one")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[dev]'")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ tests run after it (tests/conftest.py orders the ``book`` tests last) and build 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from exdd_lab.lab.book import EXECUTED_DIR, HIDDEN_TAG, build_book, find_execute
 from exdd_lab.lab.notebooks import list_notebooks
 
 pytestmark = pytest.mark.book
-CHROMIUM = os.environ.get("EXDD_LAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 NAMES = [nb.name for nb in list_notebooks()]
 
 
@@ -54,17 +52,6 @@ def book(tmp_path_factory) -> Path:
     index = build_book(EXECUTED_DIR, tmp_path_factory.mktemp("book") / "book")
     assert json.loads((index.parent / "built-from.json").read_text())["executed"] == str(EXECUTED_DIR)
     return index
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not CHROMIUM:
-        pytest.skip("Chromium is not installed: `apt-get install chromium` (Debian), or point EXDD_LAB_CHROMIUM at one")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[dev]'")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield browser
-        browser.close()
 
 
 @pytest.mark.browser

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from exdd_lab.errors import ExddError
-from exdd_lab.lab.checks import check_auroc, check_image_scores, check_k_center, check_nearest_distances
+from exdd_lab.lab.checks import check_image_scores, check_nearest_distances
 from exdd_lab.lab.exercises import ExerciseNotSolved, diagnose
 from exdd_lab.lab.notebooks import NOTEBOOKS_DIR, execute_notebook, list_notebooks, reference_runs
 from exdd_lab.lab.student_versions import MANIFEST, exercise_cells, student_version, write_student_notebooks

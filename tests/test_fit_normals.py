@@ -45,12 +45,19 @@ def test_fit_sets_the_threshold_from_held_out_normals(normals, tmp_path):
     out = save_fit(detector, report, tmp_path / "model", lambda r, path: path.write_bytes(b"png"))
     saved = json.loads((out / REPORT).read_text())
     assert saved["threshold"] == report.threshold and len(saved["failed"]) == 2
-    assert (out / HISTOGRAM).is_file() and not list(tmp_path.glob(".model.partial"))
+    assert (out / HISTOGRAM).is_file() and not list(tmp_path.glob(".model*"))
     from exdd_lab.methods.registry import load_detector
 
     assert load_detector(out).threshold["value"] == pytest.approx(report.threshold)
     with pytest.raises(ExddError, match="already exists"):
         save_fit(detector, report, out)
+
+    def broken(report, path):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_fit(detector, report, tmp_path / "model-2", broken)
+    assert not (tmp_path / "model-2").exists() and not list(tmp_path.glob(".model-2*"))  # nothing half-written
 
 
 def test_the_held_out_normals_are_not_fitted_on(normals):

@@ -16,6 +16,7 @@ from exdd_lab.lab.book import EXECUTED_DIR
 from exdd_lab.lab.notebooks import NOTEBOOKS_DIR, execute_notebook, list_notebooks, reference_runs
 from exdd_lab.lab.references import compare_metrics, load_references
 from exdd_lab.numerics import harness_environment
+from exdd_lab.storage import atomic_path
 
 RUNS = reference_runs()
 CASES = [(nb, run) for nb in list_notebooks() for run in ("procedural", "mtd")]
@@ -37,10 +38,8 @@ def test_notebook_matches_reference(notebook, run, tmp_path):
         pytest.skip("real data not available: ../shared/data/mtd is missing (it is present in CI)")
     problems = run_and_compare(notebook, run, tmp_path)
     if run == "procedural":  # kept for the book (tests/test_book.py builds from these, it does not execute again)
-        EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
-        staged = EXECUTED_DIR / f".{notebook.name}.partial"
-        shutil.copyfile(tmp_path / notebook.name, staged)
-        staged.replace(EXECUTED_DIR / notebook.name)
+        with atomic_path(EXECUTED_DIR / notebook.name) as staged:
+            shutil.copyfile(tmp_path / notebook.name, staged)
     assert not problems, f"{notebook.name} on {run} drifted from its reference:\n" + "\n".join(problems)
 
 

@@ -28,22 +28,10 @@ from exdd_lab.plots.browser import HEADLESS_ENV
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("EXDD_LAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SHOT_ROOT = Path(os.environ.get("EXDD_LAB_SCREENSHOTS") or REPO / "runs" / "browser-screenshots")
 LAPTOP = {"width": 1366, "height": 900}
 NOTEBOOK = "06_failure_case_analysis.ipynb"
 WIDGET_FALLBACKS = ("Error displaying widget", "Loading widget", "Widget Javascript not detected")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not CHROMIUM:
-        pytest.skip("Chromium is not installed: `apt-get install chromium` (Debian), or point EXDD_LAB_CHROMIUM at one")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[dev]'")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield browser
-        browser.close()
 
 
 class Screenshots:

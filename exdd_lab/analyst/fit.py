@@ -11,7 +11,6 @@ into one folder, atomically.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from exdd_lab.evaluation.metrics import normal_only_threshold
 from exdd_lab.experiments.compare import compared_methods
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.base import Detector, Savable
+from exdd_lab.storage import atomic_directory
 
 REPORT = "fit_report.json"
 HISTOGRAM = "held_out_scores.png"
@@ -165,21 +165,17 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
 
 def save_fit(detector: Detector, report: FitReport, out: str | Path,
              draw_histogram: Callable[[FitReport, Path], None] | None = None) -> Path:
-    """The model, ``fit_report.json`` and (with ``draw_histogram``) the held-out scores' histogram in ``out``,
-    written into a staging folder and renamed: a half-written model folder is never left behind."""
+    """The model, ``fit_report.json`` and (with ``draw_histogram``) the held-out scores' histogram in ``out``, built
+    under a temporary name and renamed in one step (:func:`~exdd_lab.storage.atomic_directory`)."""
     out = Path(out)
     if out.exists():
         raise ExddError(f"{out} already exists", "save to a new folder (detectors are never overwritten in place)")
     if not isinstance(detector, Savable):
         raise ExddError(f"method {report.method} cannot be saved", "fit patchcore, exdd or student-teacher")
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with atomic_directory(out) as staging:
+        staging.rmdir()  # the detector's own save makes the folder (it refuses an existing one)
         detector.save(staging)
         (staging / REPORT).write_text(json.dumps(report.to_dict(), indent=1))
         if draw_histogram is not None and report.held_out_scores:
             draw_histogram(report, staging / HISTOGRAM)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from exdd_lab.lab.exercises import Case, check_against_reference
+from exdd_lab.lab.exercises import Case, ExerciseNotSolved, call_student, check_against_reference, matching_hint
 
 # -- notebook 01: patch features -------------------------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ def _loss_mistakes(got: np.ndarray, expected: np.ndarray, case: Case) -> str | N
     wrong = {"the target is the noise epsilon that was added, not the clean image x_0": F.mse_loss(denoiser(x_t, t), x0),
              "the network sees the noisy image x_t, not the clean x_0": F.mse_loss(denoiser(x0, t), noise),
              "average the squared errors (a mean, not a sum)": F.mse_loss(denoiser(x_t, t), noise, reduction="sum")}
-    return next((hint for hint, value in wrong.items() if np.isclose(got, float(value), rtol=1e-5)), None)
+    return matching_hint(got, wrong, rtol=1e-5, atol=0)
 
 
 def check_noise_loss(student: Callable, seed: int = 0) -> None:
@@ -283,10 +283,7 @@ def _weight_variants(got: np.ndarray, expected: np.ndarray, case: Case) -> str |
         "the weight is 1 - softmax(...)[0], the share of the nearest item subtracted from 1":
             torch.softmax(to_support / temperature, 1)[:, 0],
     }
-    for hint, weight in wrong.items():
-        if np.allclose(got, (weight * nearest_d).numpy(), rtol=1e-4, atol=1e-5):
-            return hint
-    return None
+    return matching_hint(got, {hint: weight * nearest_d for hint, weight in wrong.items()}, rtol=1e-4, atol=1e-5)
 
 
 def check_neighbourhood_distance(student: Callable, seed: int = 0) -> None:
@@ -373,8 +370,7 @@ def _discrepancy_mistakes(got: np.ndarray, expected: np.ndarray, case: Case) -> 
              "upsample with bilinear interpolation (align_corners=False), not nearest":
                  combine([1 - c for c in cos], mode="nearest"),
              "average the scales (a mean, not a sum)": combine([1 - c for c in cos], reduce="sum")}
-    return next((hint for hint, value in wrong.items() if value.shape == got.shape and np.allclose(got, value, atol=1e-5)),
-                None)
+    return matching_hint(got, wrong, rtol=1e-5, atol=1e-5)
 
 
 def check_discrepancy_map(student_fn: Callable, seed: int = 0) -> None:
@@ -413,7 +409,7 @@ def _focal_mistakes(got: np.ndarray, expected: np.ndarray, case: Case) -> str | 
                  ((1 - p) ** gamma * bce).mean(),
              "the factor is (1 - p_t)^gamma, small for pixels already right, not p_t^gamma": (p_t ** gamma * bce).mean(),
              "average over pixels (a mean, not a sum)": ((1 - p_t) ** gamma * bce).sum()}
-    return next((hint for hint, value in wrong.items() if np.isclose(got, float(value), rtol=1e-5)), None)
+    return matching_hint(got, wrong, rtol=1e-5, atol=0)
 
 
 def check_focal_loss(student: Callable, seed: int = 0) -> None:
@@ -523,16 +519,10 @@ def reference_count_within_noise(sweep) -> dict:
 
 def check_count_within_noise(student: Callable, seed: int = 0) -> None:
     """Notebook 07, Exercise 1: ``count_within_noise(sweep) -> {generator: count}`` (the one-standard-error rule)."""
-    from exdd_lab.lab.exercises import ExerciseNotSolved
-
     for case in _sweep_cases(seed):
         (sweep,) = case.args
         expected = reference_count_within_noise(sweep)
-        try:
-            got = student(sweep)
-        except NotImplementedError as exc:
-            raise ExerciseNotSolved("Exercise 1 (the smallest count within noise) is not solved yet: replace the "
-                                    f"`raise NotImplementedError` in its cell with your code, run it, then this check ({exc})") from None
+        got = call_student("Exercise 1 (the smallest count within noise)", student, case, "the sweep")
         got = dict(got) if hasattr(got, "items") else got
         if not isinstance(got, dict) or set(got) != set(expected):
             raise ExerciseNotSolved(f"Exercise 1: return one count per generator, as a dict or Series keyed by "

@@ -77,6 +77,28 @@ def diagnose(got: Any, expected: Any, rtol: float = 1e-4, atol: float = 1e-5) ->
 Hint = Callable[[np.ndarray, np.ndarray, Case], "str | None"]  # (got, expected, case) -> a hint for one exercise
 
 
+def call_student(exercise: str, student: Callable, case: Case, where: str = "") -> Any:
+    """The student's function on one case; its stub's ``NotImplementedError`` becomes the "not solved yet" hint, any
+    other error says where it happened (never what the answer is)."""
+    try:
+        return student(*case.args, **case.kwargs)
+    except NotImplementedError as exc:
+        raise ExerciseNotSolved(f"{exercise} is not solved yet: replace the `raise NotImplementedError` in its "
+                                f"cell with your code, run that cell, then this check ({exc})") from None
+    except Exception as exc:  # the student's code failed: say where, not what the answer is
+        raise ExerciseNotSolved(f"{exercise}: your function raised {type(exc).__name__}: {exc} "
+                                f"(on {where}{', ' + case.note if case.note else ''})") from exc
+
+
+def matching_hint(got: np.ndarray, mistakes: dict[str, Any], rtol: float = 1e-5, atol: float = 1e-5) -> str | None:
+    """The hint of the first typical mistake whose result ``got`` reproduces (``{hint: what that mistake returns}``)."""
+    for hint, value in mistakes.items():
+        value = _as_array(value)
+        if value is not None and value.shape == np.shape(got) and np.allclose(got, value, rtol=rtol, atol=atol):
+            return hint
+    return None
+
+
 def check_against_reference(exercise: str, student: Callable, reference: Callable, cases: list[Case],
                             rtol: float = 1e-4, atol: float = 1e-5, hints: tuple[Hint, ...] = (),
                             quiet: bool = False) -> None:
@@ -86,14 +108,7 @@ def check_against_reference(exercise: str, student: Callable, reference: Callabl
     looks like; :func:`diagnose` covers the general ones. ``quiet``: no pass line (a check made of several calls)."""
     for i, case in enumerate(cases, 1):
         expected = reference(*case.args, **case.kwargs)
-        try:
-            got = student(*case.args, **case.kwargs)
-        except NotImplementedError as exc:
-            raise ExerciseNotSolved(f"{exercise} is not solved yet: replace the `raise NotImplementedError` in its "
-                                    f"cell with your code, run that cell, then this check ({exc})") from None
-        except Exception as exc:  # the student's code failed: say where, not what the answer is
-            raise ExerciseNotSolved(f"{exercise}: your function raised {type(exc).__name__}: {exc} "
-                                    f"(on case {i} of {len(cases)}{', ' + case.note if case.note else ''})") from exc
+        got = call_student(exercise, student, case, f"case {i} of {len(cases)}")
         hint = diagnose(got, expected, rtol, atol)
         have, want = _as_array(got), _as_array(expected)
         if hint is not None and have is not None and have.shape == want.shape:
