@@ -230,7 +230,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                "model_dir": args.model_dir}
     detector, report = fit_on_normals(args.normals, args.method, held_out, args.held_out_dir, args.false_alarm_rate,
                                       FeatureConfig(backbone=args.backbone, image_size=args.image_size), options,
-                                      seed=args.seed, progress=not args.quiet)
+                                      seed=args.seed, progress=not args.quiet, reviews=args.reviews or ())
 
     def draw(report, path: Path) -> None:
         import pandas as pd
@@ -487,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-synthetic", type=int, default=None, help="synthetic defects (default 100 exdd, 200 student-teacher)")
     p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default 6)")
     p.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
+    p.add_argument("--reviews", nargs="+", default=None, metavar="CSV",
+                   help="reviews files (the review widget's reviews.csv, or any CSV with path and verdict columns): "
+                        "images reviewed as normal join the training normals, those reviewed as defect ExDD's "
+                        "positive bank; unsure ones are ignored")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("compare", help="several methods on one split: metrics per method, the per-image results "

@@ -14,11 +14,12 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from exdd_lab.archive.decode import SCORED, SKIPPED, decode_file
+from exdd_lab.analyst.reviews import reviewed_samples
 from exdd_lab.archive.inputs import list_inputs, resolve_inputs
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import DatasetError, ExddError
@@ -52,6 +53,7 @@ class FitReport:
     bank: dict = field(default_factory=dict)
     seconds_fit: float = 0.0
     seconds_total: float = 0.0
+    reviews: dict = field(default_factory=dict)  # with --reviews: the files and how many verdicts of each kind were used
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +64,11 @@ class FitReport:
         out += [f"  skipped {f['path']}: {f['reason']}" for f in self.failed[:10]]
         if len(self.failed) > 10:
             out.append(f"  ... and {len(self.failed) - 10} more (all listed in {REPORT})")
+        if self.reviews:
+            r = self.reviews
+            out.append(f"reviews ({len(r['files'])} file(s)): {r['normal']} normal image(s) joined the training normals, "
+                       f"{r['defect']} defect image(s) {r['defect_use']}, {r['unsure']} unsure ignored"
+                       + (f", {len(r['missing'])} no longer on disk (skipped)" if r["missing"] else ""))
         if self.bank:
             out.append("bank: " + ", ".join(f"{k} {v:,}" for k, v in self.bank.items()))
         if self.threshold is None:
@@ -125,9 +132,14 @@ def _bank_sizes(detector: Detector) -> dict:
 def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int | str = "auto",
                    held_out_dir: str | Path | None = None, false_alarm_rate: float = 0.01,
                    features: FeatureConfig | None = None, options: dict | None = None, seed: int = 0,
-                   progress: bool = False) -> tuple[Detector, FitReport]:
+                   progress: bool = False, reviews: Sequence[str | Path] = ()) -> tuple[Detector, FitReport]:
     """Fit ``method`` on the readable images of ``normals``; return the detector (its ``threshold`` set when there are
-    held-out normals) and the :class:`FitReport`. ``options`` are the method's (as ``compare`` takes them)."""
+    held-out normals) and the :class:`FitReport`. ``options`` are the method's (as ``compare`` takes them).
+
+    ``reviews``: reviews files (:mod:`~exdd_lab.analyst.reviews`). Images reviewed as *normal* join the training normals
+    (never the held-out ones: they were false alarms, and the threshold is set on the analyst's own normals); images
+    reviewed as *defect* join ExDD's positive bank through the ``"unusual"`` patch selection (they have no masks).
+    """
     if not 0 < false_alarm_rate < 1:
         raise ExddError(f"--false-alarm-rate {false_alarm_rate}", "give a share of normal images in (0, 1), e.g. 0.01")
     start = time.perf_counter()
@@ -143,14 +155,30 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
         held = [s for i, s in enumerate(samples) if i in picked]
         samples = [s for i, s in enumerate(samples) if i not in picked]
         source = f"{count} moved out of the normals with seed {seed}" if count else ""
+    reviewed = reviewed_samples(reviews) if reviews else None
+    if reviewed is not None:
+        known = {str(s.image_path) for s in samples}
+        samples = samples + [s for s in reviewed.normals if str(s.image_path) not in known]
     options = dict(options or {}, seed=seed)
     detector = compared_methods([method], features, samples, options, exdd_defects=options.get("n_synthetic") or 100,
                                 progress=progress)[method]
+    defect_use = add_reviewed_defects(detector, reviewed.defects) if reviewed is not None else ""
     fit_start = time.perf_counter()
-    detector.fit(samples, progress=progress)
+    if reviewed is not None and reviewed.defects and hasattr(detector, "set_maskless_floor"):
+        if not held:
+            raise DatasetError("images reviewed as defect need held-out normals (they have no masks: only their cells "
+                               "above the held-out normals' threshold enter the positive bank)",
+                               "hold out normals: --held-out N (at least 20) or --held-out-dir DIR")
+        detector.fit_negative(samples, progress)
+        detector.set_maskless_floor(held, 1 - false_alarm_rate)
+        detector.refit_positive(detector.defects, progress)
+    else:
+        detector.fit(samples, progress=progress)
     seconds_fit = time.perf_counter() - fit_start
     report = FitReport(method, str(normals), found, len(samples), failed, len(held), source, bank=_bank_sizes(detector),
                        seconds_fit=round(seconds_fit, 2))
+    if reviewed is not None:
+        report.reviews = dict(reviewed.to_dict(), files=[str(f) for f in reviews], defect_use=defect_use)
     if held:
         scores = np.asarray(detector.predict(held).scores, np.float64)
         report.false_alarm_rate = float(false_alarm_rate)
@@ -161,6 +189,17 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
                               "false_alarm_rate": float(false_alarm_rate), "recall": None}
     report.seconds_total = round(time.perf_counter() - start, 2)
     return detector, report
+
+
+def add_reviewed_defects(detector: Detector, defects: list[Sample]) -> str:
+    """Give ``detector`` the images reviewed as defect, where it can use them; say what became of them."""
+    if not defects:
+        return "(none)"
+    if not hasattr(detector, "refit_positive"):
+        return f"not used ({detector.name} has no defect bank; fit --method exdd to use them)"
+    detector.defects = list(detector.defects) + list(defects)
+    detector.settings.positive_patches = "unusual"
+    return "added to ExDD's positive bank (their cells above the held-out normals' threshold)"
 
 
 def save_fit(detector: Detector, report: FitReport, out: str | Path,

@@ -40,7 +40,7 @@ from exdd_lab.methods.base import Prediction
 from exdd_lab.methods.persistence import format_header, new_detector_folder, read_saved_blob, settings_from_saved
 from exdd_lab.methods.patchcore import PatchCore, PatchCoreSettings
 from exdd_lab.methods.exdd.patch_sources import PatchSources
-from exdd_lab.methods.exdd.positive_patches import POSITIVE_PATCHES, positive_patches
+from exdd_lab.methods.exdd.positive_patches import ACCEPTS_MASKLESS, POSITIVE_PATCHES, positive_patches
 from exdd_lab.methods.exdd.ratio import (
     NormalStatistics, bank_support, exdd_image_score, gated_scores, neighbourhood_weights, normal_statistics, ratio_scores,
     typical_worst_patch,
@@ -121,6 +121,7 @@ class ExDD:
         self.purified = 0  # defect patches the purification dropped from the last positive bank
         self.synthesis_info: dict = {}  # how the defects were made (generator, count, seconds), for metrics.json
         self.threshold: dict | None = None  # the decision threshold saved with the model (persistence.threshold_record)
+        self.maskless_floor: float | None = None  # set_maskless_floor: the cells of maskless defects that count
 
     @property
     def temperature(self) -> float:
@@ -160,11 +161,19 @@ class ExDD:
         """
         st = self.settings
         self.defects = list(defects)
+        maskless = np.array([d.mask_path is None for d in self.defects], bool)
+        if maskless.any() and st.positive_patches in ACCEPTS_MASKLESS and (not st.purify_positive or self.maskless_floor is None):
+            raise SettingsError("defects without a mask (reviewed images) need purify_positive=True and a floor from "
+                                "held-out normals", "call set_maskless_floor(held_out_normals) after fit_negative "
+                                "(exdd-lab fit does, with --held-out N or --held-out-dir)")
         feats, sources = positive_patches(self.extractor, self.defects, st, progress)
         self.purified = 0
         if st.purify_positive:
             d_neg = self.negative.search(feats, k=1)[0][:, 0]
-            keep = d_neg > typical_worst_patch(self.calibration_d_neg())
+            floor = np.full(len(d_neg), typical_worst_patch(self.calibration_d_neg()))
+            if maskless.any():  # a maskless image's cell counts only if it alone would flag a normal-only threshold
+                floor[maskless[sources.image]] = self.maskless_floor
+            keep = d_neg > floor
             if not keep.any():  # nothing unusual at all: keep the most unusual patch, so the bank is not empty
                 keep[np.argmax(d_neg)] = True
             self.purified = int((~keep).sum())
@@ -179,6 +188,20 @@ class ExDD:
         self._support.pop("positive", None)
         self.normal_stats = self._measure_normals()
         return self
+
+    def set_maskless_floor(self, held_out: Sequence[Sample], quantile: float = 0.99) -> float:
+        """The floor a cell of a maskless defect image must exceed to enter the positive bank: the ``quantile`` of
+        the held-out normals' worst-patch ``d_neg`` (the normal-only threshold of PatchCore's image score).
+
+        Held-out normals, not the training ones: the training images built the negative bank, so their worst
+        patches run far lower than a new normal's (on the tiny test set 17 against 22-28) and would let normal
+        cells of a defect image in. Needs :meth:`fit_negative`."""
+        if not held_out:
+            raise SettingsError("no held-out normals to set the maskless floor on",
+                                "hold out normal images that were not fitted (exdd-lab fit --held-out N)")
+        worst = self.predict_negative(held_out).reshape(len(held_out), -1).max(axis=1)
+        self.maskless_floor = float(np.quantile(worst.astype(np.float64), quantile))
+        return self.maskless_floor
 
     def calibration_paths(self) -> list[str]:
         """Up to ``calibration_images`` training normals, evenly spaced over the training list."""

@@ -5,6 +5,10 @@
   normal, into the bank and cost 0.11 image AUROC (0.80 vs 0.91).
 - ``"crop"`` (ExDD's original): every patch of a tight crop around each defect (mask bounding box plus
   ``crop_margin`` pixels, resized to the input size), background included.
+- ``"unusual"`` (images reviewed as defect, which have no mask): the masked cells of images that have a mask, as
+  ``"masked"``, and *every* cell of an image without one; ExDD's purification then keeps only the maskless cells
+  above the normal-only threshold of held-out normals (``ExDD.set_maskless_floor``), i.e. the cells that alone would
+  flag the image. It is the only selection that accepts maskless defects, and it needs ``purify_positive``.
 
 Each strategy: ``(extractor, defects, knobs, progress) -> (features (P, C), PatchSources)``.
 Taught in ``notebooks/04_dual_banks_ratio_scoring.ipynb``.
@@ -80,13 +84,47 @@ def crop_patches(extractor: PatchFeatureExtractor, defects: Sequence[Sample], kn
     return feats, sources
 
 
+@POSITIVE_PATCHES.register("unusual")
+def unusual_patches(extractor: PatchFeatureExtractor, defects: Sequence[Sample], knobs: PositivePatchKnobs,
+                    progress: bool = False) -> tuple[list[torch.Tensor], list[PatchSources]]:
+    """Masked cells of the defects with a mask; all cells of those without (purification picks the unusual ones)."""
+    masked = [i for i, s in enumerate(defects) if s.mask_path is not None]
+    maskless = [i for i, s in enumerate(defects) if s.mask_path is None]
+    feats, sources = [], []
+    if masked:
+        f, src = masked_patches(extractor, [defects[i] for i in masked], knobs, progress)
+        feats += f
+        sources += [_renumbered(part, masked) for part in src]
+    size, g = extractor.config.image_size, extractor.grid_size
+    for start in tqdm(range(0, len(maskless), 64), desc="positive bank (maskless)", disable=not progress):
+        part = maskless[start : start + 64]
+        f = extract_features(extractor, [defects[i].image_path for i in part], knobs.batch_size)
+        n, y, x = np.nonzero(np.ones(f.shape[:3], bool))
+        feats.append(f.reshape(-1, f.shape[-1]))
+        sources.append(PatchSources.whole_images(np.asarray(part)[n], y, x, size))
+    return feats, sources
+
+
+def _renumbered(sources: PatchSources, positions: list[int]) -> PatchSources:
+    """``sources`` whose image numbers count within a subset, renumbered to the full defect list."""
+    array = sources.to_array().copy()
+    array[:, 0] = np.asarray(positions)[array[:, 0]]
+    return PatchSources.from_array(array)
+
+
+#: The selections that accept defects without a mask (the others need the mask to find the defect).
+ACCEPTS_MASKLESS = frozenset({"unusual"})
+
+
 def positive_patches(extractor: PatchFeatureExtractor, defects: Sequence[Sample], knobs: PositivePatchKnobs,
                      progress: bool = False) -> tuple[torch.Tensor, PatchSources]:
     """Features ``(P, C)`` of the defect patches that ``knobs.positive_patches`` selects, and their sources."""
     select = POSITIVE_PATCHES[knobs.positive_patches]
     missing = [s.image_path for s in defects if s.mask_path is None]
-    if missing:
-        raise ExddError(f"defect image {missing[0]} has no mask", "the positive bank needs pixel masks for its defects")
+    if missing and knobs.positive_patches not in ACCEPTS_MASKLESS:
+        raise ExddError(f"defect image {missing[0]} has no mask",
+                        f"positive_patches={knobs.positive_patches!r} needs pixel masks; for defects without masks "
+                        "(images reviewed as defect) use positive_patches='unusual'")
     feats, sources = select(extractor, defects, knobs, progress)
     if not feats or sum(len(f) for f in feats) == 0:
         raise BankError(
