@@ -9,22 +9,16 @@ they skip, with the reason, where Chromium or Playwright is missing.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from exdd_lab.plots.browser import HEADLESS_ENV
+from lab_server import jupyterlab_server
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -49,48 +43,13 @@ class Screenshots:
         return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory):
-    """JupyterLab on a free local port with a random token, serving a copy of notebook 06; the kernel sees
-    the session's cache and metrics folder, and not the harness's headless flag (a person is at this one)."""
+    """JupyterLab serving a copy of notebook 06 (tests/jupyterlab_server.py)."""
     root = tmp_path_factory.mktemp("lab")
     shutil.copy(REPO / "notebooks" / NOTEBOOK, root / NOTEBOOK)
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if k != HEADLESS_ENV}
-    config = root / ".jupyter-config"  # no user settings leak in; no "Jupyter news?" toast over the page
-    (config / "labconfig").mkdir(parents=True)
-    (config / "labconfig" / "page_config.json").write_text(json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-    env["JUPYTER_CONFIG_DIR"] = str(config)
-    log = open(root / "jupyterlab.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.time() > deadline:
-                server.kill()
-                pytest.fail(f"JupyterLab did not start: {(root / 'jupyterlab.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield url, token, root
-    server.terminate()
-    try:
-        server.wait(30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    with jupyterlab_server(root) as (url, token):
+        yield url, token, root
 
 
 def _wait_for(page, script: str, timeout_s: float, what: str):

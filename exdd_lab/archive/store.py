@@ -31,6 +31,8 @@ from exdd_lab.storage import atomic_path, atomic_write, atomic_write_json
 MANIFEST_FORMAT = "exdd_lab-archive"
 #: Everything an archive run writes into its folder (and so all that --overwrite may delete).
 ARCHIVE_ENTRIES = frozenset({"manifest.json", "inputs.parquet", "shards", "maps", "scores.csv", "errors.csv"})
+#: What an analyst adds to a run folder and a later run must neither refuse nor delete (the review's verdicts).
+KEPT_ENTRIES = frozenset({"reviews.csv"})
 MANIFEST_VERSION = 1
 
 #: One row per input file. Peaks are in anomaly-map pixels (the model's input size, as ``scores.csv`` always
@@ -109,7 +111,8 @@ class ArchiveStore:
         store = cls(out)
         if out.exists() and not out.is_dir():
             raise ExddError(f"--out {out} is a file", "give a folder for the results")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in ARCHIVE_ENTRIES and not p.name.startswith(".")) \
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in ARCHIVE_ENTRIES | KEPT_ENTRIES and not p.name.startswith(".")) \
             if out.is_dir() else []
         if foreign:
             raise ExddError(f"--out {out} holds files that are not an archive run's ({', '.join(foreign[:5])}"
