@@ -20,7 +20,7 @@ from exdd_lab.archive.engines import ENGINES
 from exdd_lab.bank.index import AUTO_EXACT_LIMIT, BANK_INDEXES
 from exdd_lab.bank.coreset import CORESET_METHODS
 from exdd_lab.data.layouts import LAYOUTS, MTD_SPLITS
-from exdd_lab.export.runtime import EXPORT_FORMATS, RUNTIMES
+from exdd_lab.export.runtime import EXPORT_FORMATS, RUNTIME_CHOICES
 from exdd_lab.methods import exdd as exdd_method
 from exdd_lab.methods import patchcore as patchcore_method
 from exdd_lab.methods import student_teacher as student_teacher_method
@@ -230,7 +230,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                "model_dir": args.model_dir}
     detector, report = fit_on_normals(args.normals, args.method, held_out, args.held_out_dir, args.false_alarm_rate,
                                       FeatureConfig(backbone=args.backbone, image_size=args.image_size), options,
-                                      seed=args.seed, progress=not args.quiet, reviews=args.reviews or ())
+                                      seed=args.seed, progress=not args.quiet, reviews=args.reviews or (),
+                                      runtime=args.runtime, reviewed_defects=args.reviewed_defects)
 
     def draw(report, path: Path) -> None:
         import pandas as pd
@@ -487,10 +488,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-synthetic", type=int, default=None, help="synthetic defects (default 100 exdd, 200 student-teacher)")
     p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default 6)")
     p.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
+                   help="what runs the frozen front-end while fitting: auto (default: the fastest installed, cached), "
+                        "torch, onnx or openvino; the saved model is the same either way")
     p.add_argument("--reviews", nargs="+", default=None, metavar="CSV",
                    help="reviews files (the review widget's reviews.csv, or any CSV with path and verdict columns): "
-                        "images reviewed as normal join the training normals, those reviewed as defect ExDD's "
-                        "positive bank; unsure ones are ignored")
+                        "images reviewed as normal join the training normals; defect and unsure ones are counted "
+                        "(see --reviewed-defects)")
+    p.add_argument("--reviewed-defects", action="store_true",
+                   help="with --method exdd: also feed images reviewed as defect to the positive bank (their cells above "
+                        "the held-out threshold); off by default: measured not to help (benchmarks/README.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("compare", help="several methods on one split: metrics per method, the per-image results "
@@ -535,8 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-maps", action="store_true", help="also write a 64x64 uint8 PNG of each anomaly map (maps/)")
     p.add_argument("--overwrite", action="store_true", help="delete the results already in --out (another model's too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                   help="what runs the front-end: torch (default), or onnx / openvino for a folder made by `exdd-lab export`")
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
+                   help="what runs the front-end: auto (default: OpenVINO, else ONNX Runtime, else PyTorch; the graph is "
+                        "traced once and cached), or force torch / onnx / openvino (an exported folder runs its own graph)")
     p.set_defaults(func=cmd_score)
     p = sub.add_parser("export", help="export a saved detector as one ONNX or OpenVINO graph: PatchCore's and ExDD's "
                                       "feature front-end (the banks travel beside it), the student-teacher's networks; "

@@ -128,10 +128,11 @@ def test_fit_with_reviews_uses_normals_for_every_method_and_defects_for_exdd(rev
     assert report.images_used == 10 and len(pc.train_paths) == 10  # 8 normals + 2 reviewed normal
     assert report.reviews["normal"] == 2 and report.reviews["unsure"] == 1 and len(report.reviews["missing"]) == 1
     assert "not used" in report.reviews["defect_use"] and any("reviews (1 file(s))" in line for line in report.lines())
+    assert "measured not to help" in report.reviews["defect_use"]  # off unless asked for (reviewed_defects)
     with pytest.raises(DatasetError, match="need held-out normals"):
-        fit_on_normals(normals, "exdd", held_out=0, features=SMALL, reviews=[reviews],
+        fit_on_normals(normals, "exdd", held_out=0, features=SMALL, reviews=[reviews], reviewed_defects=True,
                        options={"generator": "perlin", "n_synthetic": 4})
-    ex, report = fit_on_normals(normals, "exdd", held_out=3, features=SMALL, reviews=[reviews],
+    ex, report = fit_on_normals(normals, "exdd", held_out=3, features=SMALL, reviews=[reviews], reviewed_defects=True,
                                 options={"generator": "perlin", "n_synthetic": 4})
     assert ex.maskless_floor is not None and report.images_used == 7  # 8 - 3 held out + 2 reviewed
     assert ex.settings.positive_patches == "unusual" and "positive bank" in report.reviews["defect_use"]

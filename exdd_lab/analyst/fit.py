@@ -25,6 +25,7 @@ from exdd_lab.data.records import Sample
 from exdd_lab.errors import DatasetError, ExddError
 from exdd_lab.evaluation.metrics import normal_only_threshold
 from exdd_lab.experiments.compare import compared_methods
+from exdd_lab.export.accelerate import accelerate
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.base import Detector, Savable
 from exdd_lab.storage import atomic_directory
@@ -54,6 +55,7 @@ class FitReport:
     seconds_fit: float = 0.0
     seconds_total: float = 0.0
     reviews: dict = field(default_factory=dict)  # with --reviews: the files and how many verdicts of each kind were used
+    runtime: str = ""  # which runtime ran the front-end while fitting, and why
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +66,8 @@ class FitReport:
         out += [f"  skipped {f['path']}: {f['reason']}" for f in self.failed[:10]]
         if len(self.failed) > 10:
             out.append(f"  ... and {len(self.failed) - 10} more (all listed in {REPORT})")
+        if self.runtime:
+            out.append(f"front-end: {self.runtime}")
         if self.reviews:
             r = self.reviews
             out.append(f"reviews ({len(r['files'])} file(s)): {r['normal']} normal image(s) joined the training normals, "
@@ -132,7 +136,8 @@ def _bank_sizes(detector: Detector) -> dict:
 def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int | str = "auto",
                    held_out_dir: str | Path | None = None, false_alarm_rate: float = 0.01,
                    features: FeatureConfig | None = None, options: dict | None = None, seed: int = 0,
-                   progress: bool = False, reviews: Sequence[str | Path] = ()) -> tuple[Detector, FitReport]:
+                   progress: bool = False, reviews: Sequence[str | Path] = (),
+                   runtime: str = "torch", reviewed_defects: bool = False) -> tuple[Detector, FitReport]:
     """Fit ``method`` on the readable images of ``normals``; return the detector (its ``threshold`` set when there are
     held-out normals) and the :class:`FitReport`. ``options`` are the method's (as ``compare`` takes them).
 
@@ -162,9 +167,14 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
     options = dict(options or {}, seed=seed)
     detector = compared_methods([method], features, samples, options, exdd_defects=options.get("n_synthetic") or 100,
                                 progress=progress)[method]
-    defect_use = add_reviewed_defects(detector, reviewed.defects) if reviewed is not None else ""
+    defect_use = ""
+    if reviewed is not None:
+        defect_use = (add_reviewed_defects(detector, reviewed.defects) if reviewed_defects else
+                      "not used (measured not to help; --reviewed-defects feeds them to ExDD's positive bank)")
+    torch_extractor = getattr(detector, "extractor", None)
+    acceleration = accelerate(detector, runtime)
     fit_start = time.perf_counter()
-    if reviewed is not None and reviewed.defects and hasattr(detector, "set_maskless_floor"):
+    if reviewed is not None and reviewed_defects and reviewed.defects and hasattr(detector, "set_maskless_floor"):
         if not held:
             raise DatasetError("images reviewed as defect need held-out normals (they have no masks: only their cells "
                                "above the held-out normals' threshold enter the positive bank)",
@@ -187,6 +197,9 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
         detector.threshold = {"value": report.threshold, "kind": "normal_only", "quantile": 1 - false_alarm_rate,
                               "dataset": str(held_out_dir or normals), "held_out": len(held),
                               "false_alarm_rate": float(false_alarm_rate), "recall": None}
+    if torch_extractor is not None:
+        detector.extractor = torch_extractor  # saved and scored later as any PyTorch detector
+    report.runtime = acceleration.note
     report.seconds_total = round(time.perf_counter() - start, 2)
     return detector, report
 

@@ -37,6 +37,7 @@ class ArchiveSummary:
     threshold: float | None
     threshold_source: str
     files: dict = field(default_factory=dict)
+    runtime_note: str = ""  # which runtime ran the front-end, and why (exdd_lab.export.accelerate)
 
     @property
     def ok(self) -> bool:
@@ -48,6 +49,8 @@ class ArchiveSummary:
         out = [f"processed {self.scored_now} files in {self.seconds:.1f} s ({rate:.1f} files/s) with the {self.where}",
                f"{self.out}: {c.scored} scored, {c.failed} failed, {c.skipped} skipped (not image files), {c.pending} pending",
                f"threshold: {self.threshold_source}"]
+        if self.runtime_note:
+            out.append(f"front-end: {self.runtime_note}")
         if c.failed or c.skipped:
             out.append(f"failed and skipped files, with the reason for each: {self.files['errors']}")
         out.append(f"tables: {self.out / 'shards'} (Parquet, one row per file), {self.files['scores']} (scored images)")
@@ -73,18 +76,19 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
     """Score every file of ``images`` (folder, glob or list file) with the detector saved in ``model`` into ``out``.
 
     ``engine``: ``local`` (this process) or ``ray`` (``workers`` actors; ``address`` joins a cluster, else an
-    embedded local Ray is started). ``runtime``: ``torch``, or for a folder made by ``exdd-lab export`` ``onnx`` /
-    ``openvino`` (the exported graph runs the front-end). Returns an :class:`ArchiveSummary`; ``summary.ok`` is False when any file
+    embedded local Ray is started). ``runtime``: ``auto`` (the fastest runtime installed, its graph traced once and
+    cached: :mod:`exdd_lab.export.accelerate`), ``torch``, ``onnx`` or ``openvino`` (for a folder made by
+    ``exdd-lab export``, its own graph). Returns an :class:`ArchiveSummary`; ``summary.ok`` is False when any file
     failed. Raises :class:`~exdd_lab.errors.ExddError` for a missing model, missing inputs, or an ``out`` that
     holds another model's results (unless ``overwrite``)."""
+    from exdd_lab.export.accelerate import load_for_scoring
     from exdd_lab.methods.persistence import kit_version, model_fingerprint
-    from exdd_lab.methods.registry import load_detector
 
     ENGINES.check(engine)
     if shard_size < 1:
         raise ExddError(f"shard size {shard_size} is not positive", "use at least 1 image per shard (default 64)")
     model = Path(model)
-    detector = load_detector(model, runtime)  # also the clear error for a folder that holds no detector
+    detector, acceleration = load_for_scoring(model, runtime)  # also the clear error for a folder that holds no detector
     spec: InputSpec = resolve_inputs(images)
     value, source = resolve_threshold(threshold, getattr(detector, "threshold", None))
     identity = {"model": str(model.resolve()), "model_fingerprint": model_fingerprint(model), "method": detector.name,
@@ -122,7 +126,7 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
     counts = store.counts(pending=sum(len(s) for s in shards if s.shard not in store.done_shards()))
     scores_csv, errors_csv = store.merge(value)
     store.write_manifest(counts, last_run={"engine": engine, "seconds": round(seconds, 2), "scored": pending,
-                                           "new_inputs": new_inputs})
+                                           "new_inputs": new_inputs, "runtime": acceleration.runtime})
     return ArchiveSummary(store.out, counts, pending, new_inputs, seconds, engine,
                           where[0] if where else "local engine (this process)", value, source,
-                          {"scores": scores_csv, "errors": errors_csv})
+                          {"scores": scores_csv, "errors": errors_csv}, acceleration.note)

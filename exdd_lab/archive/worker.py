@@ -41,11 +41,12 @@ class ShardScorer:
     def __init__(self, model_dir: str | Path, threshold: float | None = None, threads: int | None = None,
                  decode_threads: int = 2, map_folder: str | Path | None = None, map_size: int = 64,
                  runtime: str = "torch") -> None:
-        from exdd_lab.methods.registry import load_detector
+        from exdd_lab.export.accelerate import load_for_scoring
 
         if threads:
             pin_threads(threads)
-        self.detector = load_detector(model_dir, runtime, threads)  # runtime: torch, or an export's onnx / openvino
+        # runtime: auto (the fastest installed, the graph cached), torch, onnx or openvino (an export's own, or traced)
+        self.detector, self.acceleration = load_for_scoring(model_dir, runtime, threads)
         self.size = self.detector.input_size
         self.threshold = threshold
         self.map_folder = Path(map_folder) if map_folder else None
@@ -113,7 +114,7 @@ class ScoringJob:
     map_size: int = 64
     threads: int | None = None  # numeric threads per worker (None: the library default, all cores)
     decode_threads: int = 2
-    runtime: str = "torch"  # what runs the front-end: torch, or onnx / openvino for an exported folder
+    runtime: str = "torch"  # what runs the front-end: auto, torch, onnx or openvino (exdd_lab.export.accelerate)
 
     def scorer(self) -> ShardScorer:
         return ShardScorer(**asdict(self))

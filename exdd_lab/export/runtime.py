@@ -21,6 +21,8 @@ from exdd_lab.storage import file_digest
 
 EXPORT_FORMATS = ("onnx", "openvino")
 RUNTIMES = ("torch", *EXPORT_FORMATS)  # an export runs in either runtime; torch runs its copied model
+#: What ``fit`` and ``score --runtime`` take: ``auto`` picks the fastest installed (exdd_lab.export.accelerate).
+RUNTIME_CHOICES = ("auto", *RUNTIMES)
 MANIFEST = "export.json"
 EXPORT_FORMAT = "exdd_lab-export"
 EXPORT_VERSION = 1
