@@ -139,3 +139,21 @@ def test_fit_with_reviews_uses_normals_for_every_method_and_defects_for_exdd(rev
     reviewed = {str(s.image_path) for s in tiny.test if s.is_defect}
     used = {str(ex.defects[i].image_path) for i in set(ex.positive_sources.image.tolist())}
     assert used & reviewed  # the reviewed defects reached the bank, beside the synthetic ones
+
+
+def test_the_oracle_review_evaluates_every_variant_on_the_images_not_reviewed(tiny, tmp_path):
+    """review_feedback: the top-scored images leave the evaluation; the 'before' row is PatchCore's own scores there."""
+    from exdd_lab.experiments.review_feedback import VARIANTS, oracle_review, review_feedback
+    from exdd_lab.features import PatchFeatureExtractor
+    from exdd_lab.data import write_procedural_dataset
+
+    reviewed, rest = oracle_review(tiny.test, np.array([0.1, 0.9, 0.5, 0.3, 0.8, 0.2, 0.7, 0.4, 0.6, 0.0]), 3)
+    assert reviewed == [1, 4, 6] and rest == [0, 2, 3, 5, 7, 8, 9]
+    other = load_dataset(write_procedural_dataset(tmp_path, "tile", n_train=2, n_test_good=1, n_test_defect=8,
+                                                  image_size=64, seed=11), "mvtec")  # masked defects, not tiny's
+    synthetic = [s for s in other.test if s.is_defect]
+    rows, paired = review_feedback(tiny, synthetic, [4], PatchFeatureExtractor(SMALL), held_out=2)
+    assert list(rows["variant"]) == list(VARIANTS) and set(rows["n_test"]) == {6}
+    assert rows["reviewed_normal"].iloc[0] + rows["reviewed_defect"].iloc[0] == 4
+    assert rows["defects_left"].iloc[0] == 6 - rows["reviewed_defect"].iloc[0]
+    assert len(paired) and set(paired["method_a"]) | set(paired["method_b"]) == set(VARIANTS)
