@@ -142,8 +142,14 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
     held-out normals) and the :class:`FitReport`. ``options`` are the method's (as ``compare`` takes them).
 
     ``reviews``: reviews files (:mod:`~exdd_lab.analyst.reviews`). Images reviewed as *normal* join the training normals
-    (never the held-out ones: they were false alarms, and the threshold is set on the analyst's own normals); images
-    reviewed as *defect* join ExDD's positive bank through the ``"unusual"`` patch selection (they have no masks).
+    (never the held-out ones: they were false alarms, and the threshold is set on the analyst's own normals). Images
+    reviewed as *defect* join ExDD's positive bank through the ``"unusual"`` patch selection (they have no masks) only
+    with ``reviewed_defects``: an oracle review on four data sets (benchmarks/README.md, "Teaching the detector
+    back") found they never helped and cost up to 0.006 AUPRO, so by default they are counted and left out.
+
+    ``runtime``: what runs the frozen front-end while fitting and scoring the held-out normals (``auto``: the fastest
+    installed, :mod:`~exdd_lab.export.accelerate`; ``exdd-lab fit`` uses it); the detector returned runs PyTorch
+    again, so the saved model is the same whichever ran.
     """
     if not 0 < false_alarm_rate < 1:
         raise ExddError(f"--false-alarm-rate {false_alarm_rate}", "give a share of normal images in (0, 1), e.g. 0.01")

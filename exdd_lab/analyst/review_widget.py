@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,17 @@ VERDICT_STYLE = {"defect": "danger", "normal": "success", "unsure": "warning"}
 PICTURE_SIZE = 256
 
 
-def _colorize(anomaly_map: np.ndarray) -> np.ndarray:
-    """A map in [0, 1] as RGB through matplotlib's 'jet' lookup table (no figure: fast enough for every key press)."""
+@lru_cache(maxsize=1)
+def _jet() -> np.ndarray:
+    """matplotlib's 'jet' as a (256, 3) uint8 lookup table, made once."""
     from matplotlib import colormaps
 
-    lut = (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-    return lut[np.clip(np.rint(anomaly_map * 255), 0, 255).astype(np.uint8)]
+    return (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def _colorize(anomaly_map: np.ndarray) -> np.ndarray:
+    """A map in [0, 1] as RGB through the lookup table (no figure: fast enough for every key press)."""
+    return _jet()[np.clip(np.rint(anomaly_map * 255), 0, 255).astype(np.uint8)]
 
 
 def side_by_side(image: np.ndarray, anomaly_map: np.ndarray | None, size: int = PICTURE_SIZE) -> bytes:

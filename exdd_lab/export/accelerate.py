@@ -24,7 +24,8 @@ import torch
 
 from exdd_lab.errors import ExportError
 from exdd_lab.export.runtime import MANIFEST, RUNTIME_CHOICES, RuntimeFrontEnd, read_manifest, runtime_versions
-from exdd_lab.export.writer import FIDELITY_LIMIT, FrontEndGraph, _export_onnx, probe_images, relative_errors
+from exdd_lab.export.writer import (FIDELITY_LIMIT, FrontEndGraph, _export_onnx, frontend_description, probe_images,
+                                    relative_errors)
 from exdd_lab.features.patches import PatchFeatureExtractor
 from exdd_lab.methods.base import Detector
 from exdd_lab.methods.registry import load_detector
@@ -50,17 +51,6 @@ def frontend_identity(extractor: PatchFeatureExtractor, runtime: str) -> dict:
             "torch": versions["torch"]}
 
 
-def _frontend_manifest(extractor: PatchFeatureExtractor, runtime: str, graph: str) -> dict:
-    """The fields :class:`~exdd_lab.export.runtime.RuntimeFrontEnd` reads, in an export's manifest layout."""
-    from dataclasses import asdict
-
-    return {"format": runtime, "graph": graph, "graph_kind": "features",
-            "output": {"name": "features", "dtype": "float32", "grid": extractor.grid_size, "dim": extractor.feature_dim,
-                       "layer_channels": list(extractor.layer_channels)},
-            "features": {**asdict(extractor.config), "layers": list(extractor.config.resolved_layers)},
-            "feature_metadata": extractor.metadata(), "weights_source": extractor.weights_source.description}
-
-
 def _build(extractor: PatchFeatureExtractor, runtime: str, folder: Path) -> None:
     """Trace, convert and check one front-end into ``folder`` (atomically); raise ExportError if it misses fidelity."""
     from exdd_lab.export.runtime import RuntimeGraph, require
@@ -82,7 +72,7 @@ def _build(extractor: PatchFeatureExtractor, runtime: str, folder: Path) -> None
         if not np.all(errors <= FIDELITY_LIMIT):
             raise ExportError(f"the {runtime} front-end's features differ from PyTorch's by up to {errors.max():.2e} "
                               f"(limit {FIDELITY_LIMIT:g})", "it is not used; --runtime torch runs PyTorch")
-        manifest = _frontend_manifest(extractor, runtime, GRAPH_FILE[runtime])
+        manifest = {"format": runtime, "graph": GRAPH_FILE[runtime], **frontend_description(extractor)}
         manifest["identity"] = frontend_identity(extractor, runtime)
         manifest["fidelity_at_build"] = {"max_relative_error": float(errors.max()), "limit": FIDELITY_LIMIT}
         atomic_write_json(tmp / MANIFEST, manifest)

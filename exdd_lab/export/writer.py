@@ -70,18 +70,22 @@ class StudentTeacherGraph(nn.Module):
         return prob, mean
 
 
+def frontend_description(ex: PatchFeatureExtractor) -> dict:
+    """What a manifest says of a traced feature front-end (what :class:`~exdd_lab.export.runtime.RuntimeFrontEnd` reads)."""
+    return {"graph_kind": "features",
+            "output": {"name": "features", "dtype": "float32", "grid": ex.grid_size, "dim": ex.feature_dim,
+                       "layer_channels": list(ex.layer_channels)},
+            "features": {**asdict(ex.config), "layers": list(ex.config.resolved_layers)},
+            "feature_metadata": ex.metadata(), "weights_source": ex.weights_source.description}
+
+
 def graph_of(detector) -> tuple[nn.Module, int, list[str], dict]:
     """What ``export`` traces for a detector: the module, its input size, its output names and the manifest's
     ``graph_kind`` / output description. PatchCore and ExDD: the feature front-end (the banks stay in faiss);
     the student–teacher: teacher, student and head up to its two anomaly grids."""
     if detector.name in ("patchcore", "exdd"):
         ex: PatchFeatureExtractor = detector.extractor
-        return FrontEndGraph(ex).eval(), ex.config.image_size, ["features"], {
-            "graph_kind": "features",
-            "output": {"name": "features", "dtype": "float32", "grid": ex.grid_size, "dim": ex.feature_dim,
-                       "layer_channels": list(ex.layer_channels)},
-            "features": {**asdict(ex.config), "layers": list(ex.config.resolved_layers)},
-            "feature_metadata": ex.metadata(), "weights_source": ex.weights_source.description}
+        return FrontEndGraph(ex).eval(), ex.config.image_size, ["features"], frontend_description(ex)
     if detector.name == "student-teacher":
         return StudentTeacherGraph(detector).eval(), detector.config.image_size, ["head", "discrepancy"], {
             "graph_kind": "student-teacher-grids",
