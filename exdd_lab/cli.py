@@ -2,7 +2,7 @@
 
     exdd-lab datasets --data DIR --layout mvtec|ksdd2|mtd|folder [--category NAME]
     exdd-lab run [--data DIR --layout ...] [--fast]
-    exdd-lab evaluate --data DIR --layout ... --method patchcore|exdd|student-teacher [--generator G] [--epochs N] --out OUT
+    exdd-lab evaluate --data DIR --layout ... --method patchcore|exdd|student-teacher [--generator G] [--design D] [--epochs N] --out OUT
     exdd-lab compare --data DIR --layout ... [--methods patchcore,exdd,student-teacher] --out OUT
     exdd-lab score --model DIR --images FOLDER|GLOB|LIST --out OUT [--engine local|ray]
     exdd-lab synthesize --data DIR --layout ... --generator perlin|ddpm|ldm [--model-dir DIR] [--n 100] --out OUT
@@ -26,6 +26,7 @@ from exdd_lab.methods import patchcore as patchcore_method
 from exdd_lab.methods import student_teacher as student_teacher_method
 from exdd_lab.methods.registry import METHODS
 from exdd_lab.methods.exdd.positive_patches import POSITIVE_PATCHES
+from exdd_lab.student_teacher.designs import DESIGNS
 from exdd_lab.synthesis.registry import GENERATORS
 
 #: Every named choice comes from its registry: a new layout, generator or strategy appears here by itself.
@@ -174,7 +175,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.method == "exdd":
         ds, options = _exdd_defects(args, ds, options)
     elif args.method == "student-teacher":
-        options.update(epochs=args.epochs, generator=args.generator, n_synthetic=args.n_synthetic,
+        options.update(epochs=args.epochs, design=args.design, generator=args.generator, n_synthetic=args.n_synthetic,
                        model_dir=args.model_dir, map_source=args.map_source)
         if args.synthetic:
             from exdd_lab.synthesis import load_defect_set
@@ -227,7 +228,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     held_out = args.held_out if args.held_out == "auto" else int(args.held_out)
     options = {"generator": args.generator, "n_synthetic": args.n_synthetic, "epochs": args.epochs,
-               "model_dir": args.model_dir}
+               "design": args.design, "model_dir": args.model_dir}
     detector, report = fit_on_normals(args.normals, args.method, held_out, args.held_out_dir, args.false_alarm_rate,
                                       FeatureConfig(backbone=args.backbone, image_size=args.image_size), options,
                                       seed=args.seed, progress=not args.quiet, reviews=args.reviews or (),
@@ -314,7 +315,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ds = ds.with_held_out_normals(args.held_out, seed=args.seed)
     features = FeatureConfig(backbone=args.backbone, image_size=args.image_size)
     options = {"seed": args.seed, "generator": args.generator, "n_synthetic": args.n_synthetic,
-               "epochs": args.epochs, "model_dir": args.model_dir, "min_mask_fraction": args.min_mask_fraction}
+               "epochs": args.epochs, "design": args.design, "model_dir": args.model_dir,
+               "min_mask_fraction": args.min_mask_fraction}
     methods = compared_methods(names, features, ds.train, options, exdd_defects=args.exdd_synthetic, progress=True)
     print(f"comparing {', '.join(names)} on {ds!r}")
     comparison = compare_methods(methods, ds, progress=True, bootstrap=_bootstrap(args))
@@ -442,8 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of synthetic defects (default: 100 for exdd, ExDD's best count; 200 for student-teacher)")
     g.add_argument("--synthetic", default=None, help="use a set made by `exdd-lab synthesize` instead of --generator")
     g = p.add_argument_group("student-teacher")
+    g.add_argument("--design", choices=DESIGNS.names(), default=None,
+                   help="student-teacher design: image-encoder (default) or reverse (reverse distillation; see benchmarks/README.md)")
     g.add_argument("--epochs", type=int, default=None,
-                   help="training epochs (default 6: about 5 minutes on 2 CPU cores for MTD at 256 px)")
+                   help="training epochs (default: the design's; image-encoder 6, about 5 minutes on 2 CPU cores for MTD at 256 px)")
     g.add_argument("--map-source", choices=student_teacher_method.MAP_SOURCES.names(), default="discrepancy",
                    help="the map that gives scores.csv and the headline metrics (both are reported in metrics.json)")
     g = p.add_argument_group("exdd (dual banks)")
@@ -486,7 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", choices=GENERATORS.names(), default="ddpm",
                    help="exdd, student-teacher: synthetic defects made from the normals (default ddpm, cached)")
     p.add_argument("--n-synthetic", type=int, default=None, help="synthetic defects (default 100 exdd, 200 student-teacher)")
-    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default 6)")
+    p.add_argument("--design", choices=DESIGNS.names(), default=None,
+                   help="student-teacher design: image-encoder (default) or reverse (reverse distillation; see benchmarks/README.md)")
+    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default: the design's; image-encoder 6)")
     p.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
                    help="what runs the frozen front-end while fitting: auto (default: the fastest installed, cached), "
@@ -515,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exdd-synthetic", type=int, default=100, help="defects in ExDD's positive bank (default 100)")
     p.add_argument("--min-mask-fraction", type=float, default=0.9,
                    help="exdd: a defect patch enters the positive bank when this share of its cell is masked")
-    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default 6)")
+    p.add_argument("--design", choices=DESIGNS.names(), default=None,
+                   help="student-teacher design: image-encoder (default) or reverse (reverse distillation; see benchmarks/README.md)")
+    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default: the design's; image-encoder 6)")
     p.add_argument("--held-out", type=int, default=50,
                    help="held-out normals for the normal-only threshold: the layout's own (MTD, folder) or moved "
                         "out of training (default 50; 0 = none)")

@@ -112,16 +112,19 @@ def test_a_tiny_backbone_built_here_exports_for_exdd(tiny, tmp_path):
         assert np.max(np.abs(scores - reference) / np.maximum(np.abs(reference), 1e-12)) < 1e-4
 
 
-def test_a_student_teacher_exports_whole_and_scores_like_pytorch(tiny, tmp_path):
+@pytest.mark.parametrize("student, neighbourhood", [("encoder", 1), ("reverse", 3)])
+def test_a_student_teacher_exports_whole_and_scores_like_pytorch(tiny, tmp_path, student, neighbourhood):
     """Teacher, student and head as one graph: both grids, the maps and the scores of the exported detector equal
-    PyTorch's in ONNX Runtime and OpenVINO (a tiny student trained here on Perlin defects)."""
+    PyTorch's in ONNX Runtime and OpenVINO (a tiny student trained here on Perlin defects), for an image student
+    and for reverse distillation (the student reads the teacher's maps inside the graph) with a 3 x 3 discrepancy."""
     from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings
     from exdd_lab.student_teacher import StudentTeacherConfig
     from exdd_lab.synthesis import PerlinBlendGenerator, load_defect_set, synthesize, write_defect_set
 
     made = synthesize(tiny.train, PerlinBlendGenerator([s.image_path for s in tiny.train]), n=6, seed=0, image_size=64)
     defects = load_defect_set(write_defect_set(made, tmp_path / "defects"))
-    config = StudentTeacherConfig(image_size=64, student_width=8, head_width=8, batch_size=4, epochs=1)
+    config = StudentTeacherConfig(image_size=64, student=student, student_width=8, bottleneck=16, head_width=8,
+                                  batch_size=4, epochs=1, neighbourhood=neighbourhood)
     StudentTeacher(config, StudentTeacherSettings(top_k=10), defects=defects).fit(tiny.train).save(tmp_path / "st")
     reference = load_detector(tmp_path / "st").predict(tiny.test)
     for fmt, runtime in (("onnx", "onnx"), ("openvino", "openvino")):

@@ -78,8 +78,10 @@ def test_resume_takes_exactly_the_steps_of_an_uninterrupted_run(data, teacher, t
         train_student_teacher(data, teacher, other, tmp_path / "b", progress=False)
 
 
-def test_losses_fall_with_training(data, teacher):
-    config = StudentTeacherConfig(**{**CONFIG.to_dict(), "epochs": 15, "learning_rate": 3e-3})
+@pytest.mark.parametrize("student", ["encoder", "reverse"])
+def test_losses_fall_with_training(data, teacher, student):
+    config = StudentTeacherConfig(**{**CONFIG.to_dict(), "epochs": 15, "learning_rate": 3e-3, "student": student,
+                                     "bottleneck": 16})
     model = train_student_teacher(data, teacher, config, progress=False)
     feature, seg = model.losses("feature"), model.losses("focal") + model.losses("dice")
     assert feature[-8:].mean() < 0.8 * feature[:8].mean()
@@ -129,14 +131,18 @@ def test_save_and_load_reproduce_the_predictions(detector, tiny, tmp_path):
         StudentTeacher.load(tmp_path)
 
 
-def test_cli_evaluate_student_teacher_writes_the_standard_outputs(tiny_mvtec, tmp_path, capsys):
+@pytest.mark.parametrize("design", ["image-encoder", "reverse"])
+def test_cli_evaluate_student_teacher_writes_the_standard_outputs(tiny_mvtec, tmp_path, capsys, design):
     out = tmp_path / "st"
     code = main(["evaluate", "--data", str(tiny_mvtec), "--layout", "mvtec", "--method", "student-teacher",
                  "--generator", "perlin", "--n-synthetic", "6", "--epochs", "1", "--image-size", "64",
-                 "--out", str(out), "--save-model", str(tmp_path / "model")])
+                 "--design", design, "--out", str(out), "--save-model", str(tmp_path / "model")])
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "student-teacher" and metrics["settings.generator"] == "perlin"
+    student, layers, neighbourhood = ("reverse", [3, 4], 3) if design == "reverse" else ("encoder", [2, 3], 1)
+    assert (metrics["config.student"], metrics["config.teacher_layers"], metrics["config.neighbourhood"]) == \
+        (student, layers, neighbourhood)
     assert metrics["synthesis.n_synthetic"] == 6 and metrics["config.epochs"] == 1
     assert 0 <= metrics["image_auroc"] <= 1 and 0 <= metrics["pixel_auroc"] <= 1
     assert metrics["head_image_auroc"] is not None and metrics["discrepancy_pixel_auroc"] is not None

@@ -103,3 +103,53 @@ def test_student_matches_the_teacher_shapes(architecture):
     assert only.shape == (2, 3, 16, 16) and torch.allclose(only[:, 0], cosine_discrepancy(maps, teacher)[0], atol=1e-5)
     with pytest.raises(ExddError, match="unknown head input"):
         head_inputs(maps, teacher, "features")
+
+
+def test_reverse_student_rebuilds_the_teacher_maps_through_a_small_bottleneck():
+    """Reverse distillation: teacher maps in, the same shapes out, and everything passes through an embedding at half
+    the coarsest resolution (no path around it: changing one input cell moves outputs far from it)."""
+    from exdd_lab.student_teacher.network import ReverseStudent, student_maps
+
+    torch.manual_seed(0)
+    student = ReverseStudent([24, 40, 112], [4, 8, 16], width=8, bottleneck=6).eval()
+    teacher = [torch.randn(2, 24, 32, 32), torch.randn(2, 40, 16, 16), torch.randn(2, 112, 8, 8)]
+    maps = student_maps(student, torch.zeros(2, 3, 128, 128), teacher)  # the image is not read
+    assert [tuple(m.shape) for m in maps] == [(2, 24, 32, 32), (2, 40, 16, 16), (2, 112, 8, 8)]
+    assert tuple(student.embed(teacher).shape) == (2, 6, 4, 4)
+    with torch.no_grad():
+        moved = [t.clone() for t in teacher]
+        moved[0][:, :, 0, 0] += 10.0  # one cell in the top-left corner of the finest map
+        delta = (student(moved)[0] - student(teacher)[0]).abs().sum((0, 1))
+    assert delta[24:, 24:].sum() > 0  # the bottleneck spreads it: the far corner changes too
+    with pytest.raises(ExddError, match="increasing powers of two"):
+        ReverseStudent([8, 16], [8, 4])
+
+
+def test_the_config_picks_the_student():
+    from exdd_lab.student_teacher import StudentTeacherConfig, Teacher, build_networks
+    from exdd_lab.student_teacher.network import ReverseStudent
+
+    teacher = Teacher()
+    student, _ = build_networks(teacher, StudentTeacherConfig(student="reverse", student_width=8, bottleneck=16))
+    assert isinstance(student, ReverseStudent) and student.embed([torch.zeros(1, c, 256 // s, 256 // s) for c, s in
+                                                                  zip(teacher.channels, teacher.strides)]).shape[1] == 16
+    assert isinstance(build_networks(teacher, StudentTeacherConfig(student="encoder"))[0], Student)
+    with pytest.raises(ExddError, match="unknown student 'vit'"):
+        build_networks(teacher, StudentTeacherConfig(student="vit"))
+    from exdd_lab.student_teacher.designs import design_fields
+
+    assert StudentTeacherConfig(**design_fields(None)) == StudentTeacherConfig()  # the default design is the default config
+    assert StudentTeacherConfig(**design_fields("reverse")).student == "reverse"
+    with pytest.raises(ExddError, match="unknown student-teacher design 'vit'"):
+        design_fields("vit")
+
+
+def test_the_discrepancy_neighbourhood_averages_both_maps_before_the_cosine():
+    torch.manual_seed(0)
+    student, teacher = [torch.randn(1, 4, 6, 6)], [torch.randn(1, 4, 6, 6)]
+    plain, local = cosine_discrepancy(student, teacher)[0], cosine_discrepancy(student, teacher, neighbourhood=3)[0]
+    mean = lambda m: m[:, :, 1:4, 1:4].mean((2, 3))  # noqa: E731  the 3x3 around cell (2, 2)
+    expected = 1 - torch.nn.functional.cosine_similarity(mean(student[0]), mean(teacher[0]), dim=1)
+    assert local[0, 2, 2].item() == pytest.approx(expected.item(), abs=1e-5)
+    assert not torch.allclose(plain, local)
+    assert torch.equal(cosine_discrepancy(student, teacher, neighbourhood=1)[0], plain)

@@ -63,10 +63,11 @@ class StudentTeacherGraph(nn.Module):
     def __init__(self, detector) -> None:
         super().__init__()
         self.teacher, self.student, self.head = detector.teacher, detector.model.student.eval(), detector.model.head.eval()
-        self.head_input = detector.config.head_input
+        self.head_input, self.neighbourhood = detector.config.head_input, detector.config.neighbourhood
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        prob, mean, _ = grid_tensors(self.teacher, self.student, self.head, self.teacher.preprocess(images), self.head_input)
+        prob, mean, _ = grid_tensors(self.teacher, self.student, self.head, self.teacher.preprocess(images), self.head_input,
+                                    self.neighbourhood)
         return prob, mean
 
 

@@ -65,10 +65,12 @@ def load_exdd(folder: Path, extractor=None) -> Detector:
 def build_student_teacher(features: FeatureConfig, options: dict) -> Detector:
     from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings
     from exdd_lab.student_teacher import StudentTeacherConfig
+    from exdd_lab.student_teacher.designs import design_fields
 
-    defaults = StudentTeacherConfig()
-    config = StudentTeacherConfig(backbone=features.backbone, weights=features.weights, image_size=features.image_size,
-                                  epochs=options.get("epochs") or defaults.epochs, seed=options.get("seed", 0))
+    design = design_fields(options.get("design"))
+    config = StudentTeacherConfig(**{**design, "backbone": features.backbone, "weights": features.weights,
+                                     "image_size": features.image_size, "epochs": options.get("epochs") or design["epochs"],
+                                     "seed": options.get("seed", 0)})
     settings = StudentTeacherSettings(generator=options.get("generator", "ddpm"),
                                       n_synthetic=options.get("n_synthetic") or StudentTeacherSettings.n_synthetic,
                                       ddpm_steps=options.get("ddpm_steps") or StudentTeacherSettings.ddpm_steps,

@@ -164,7 +164,8 @@ class StudentTeacher:
         grids: dict[str, list[np.ndarray]] = {source: [] for source in MAP_SOURCES}
         for images in batches:
             g = (self.grids(images) if self.grids is not None else
-                 anomaly_grids(self.teacher, self.model.student, self.model.head, images, self.config.head_input))
+                 anomaly_grids(self.teacher, self.model.student, self.model.head, images, self.config.head_input,
+                               self.config.neighbourhood))
             for source, pick in MAP_SOURCES.items():
                 grids[source].append(pick(g))
         extra: dict[str, np.ndarray] = {}

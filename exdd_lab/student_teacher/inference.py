@@ -15,7 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from exdd_lab.student_teacher.network import SegmentationHead, Student, Teacher, cosine_discrepancy, head_inputs
+from exdd_lab.student_teacher.network import (
+    SegmentationHead, Student, Teacher, cosine_discrepancy, head_inputs, student_maps,
+)
 
 
 @dataclass
@@ -37,13 +39,14 @@ def mean_over_scales(per_scale: list[torch.Tensor]) -> torch.Tensor:
 
 
 def grid_tensors(teacher: Teacher, student: Student, head: SegmentationHead, x: torch.Tensor,
-                 head_input: str = "agreement") -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+                 head_input: str = "agreement", neighbourhood: int = 1) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Head probability ``(N, h_0, w_0)``, mean discrepancy ``(N, h_0, w_0)`` and each scale's discrepancy of
-    normalised images ``x`` ``(N, 3, H, W)``: the arithmetic :func:`anomaly_grids` runs and ``exdd-lab export`` traces."""
+    normalised images ``x`` ``(N, 3, H, W)``: the arithmetic :func:`anomaly_grids` runs and ``exdd-lab export`` traces.
+    ``neighbourhood``: the discrepancy's local average (:func:`~exdd_lab.student_teacher.network.cosine_discrepancy`)."""
     device = next(student.parameters()).device
     t_maps = [m.to(device) for m in teacher(x)]
-    s_maps = student(x.to(device))
-    per_scale = cosine_discrepancy(s_maps, t_maps)
+    s_maps = student_maps(student, x.to(device), t_maps)
+    per_scale = cosine_discrepancy(s_maps, t_maps, neighbourhood)
     mean = mean_over_scales(per_scale)
     prob = torch.sigmoid(head(head_inputs(s_maps, t_maps, head_input)))[:, 0]
     return prob, mean, per_scale
@@ -51,9 +54,10 @@ def grid_tensors(teacher: Teacher, student: Student, head: SegmentationHead, x: 
 
 @torch.no_grad()
 def anomaly_grids(teacher: Teacher, student: Student, head: SegmentationHead, images: np.ndarray | torch.Tensor,
-                  head_input: str = "agreement") -> StudentTeacherGrids:
+                  head_input: str = "agreement", neighbourhood: int = 1) -> StudentTeacherGrids:
     """Grids of one batch of ``(N, H, W, 3) uint8`` images (student and head in eval mode)."""
     student.eval()
     head.eval()
-    prob, mean, per_scale = grid_tensors(teacher, student, head, teacher.preprocess(images), head_input)
+    prob, mean, per_scale = grid_tensors(teacher, student, head, teacher.preprocess(images), head_input,
+                                         neighbourhood)
     return StudentTeacherGrids(prob.cpu().numpy(), mean.cpu().numpy(), [d.cpu().numpy() for d in per_scale])

@@ -8,6 +8,8 @@
   tapped at the teacher's strides, or an encoder-decoder without skip connections). It sees the image
   with a synthetic defect and must reproduce the teacher's features of the *clean* image: it learns
   normal patterns only, so its disagreement with the teacher grows on defects.
+- :class:`ReverseStudent`: reverse distillation: a one-class bottleneck and a decoder rebuild the teacher's maps
+  from the teacher's maps themselves (the student never sees the image; a training step runs on cached maps).
 - :class:`SegmentationHead`: a few convolutions on the teacher-student agreement at every scale
   (the per-channel products of the L2-normalised features, DeSTSeg's input, plus the per-scale
   cosine discrepancy) that predicts the defect mask, supervised by the exact synthetic masks.
@@ -54,6 +56,12 @@ def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
+def _check_strides(strides: Sequence[int]) -> None:
+    if list(strides) != sorted(strides) or any(s < 2 or s & (s - 1) for s in strides):
+        raise ExddError(f"teacher strides must be increasing powers of two, got {list(strides)}",
+                        "choose teacher layers in increasing order (e.g. 2, 3)")
+
+
 class Student(nn.Module):
     """Randomly initialised network that predicts the teacher's maps: ``(N, 3, H, W) -> [(N, C_l, h_l, w_l)]``.
 
@@ -72,9 +80,7 @@ class Student(nn.Module):
     def __init__(self, channels: Sequence[int], strides: Sequence[int], width: int = 32,
                  architecture: str = "encoder") -> None:
         super().__init__()
-        if list(strides) != sorted(strides) or any(s < 2 or s & (s - 1) for s in strides):
-            raise ExddError(f"teacher strides must be increasing powers of two, got {list(strides)}",
-                            "choose teacher layers in increasing order (e.g. 2, 3)")
+        _check_strides(strides)
         if architecture not in self.ARCHITECTURES:
             raise ExddError(f"unknown student architecture {architecture!r}", f"choose one of {', '.join(self.ARCHITECTURES)}")
         self.channels, self.strides, self.architecture = list(channels), list(strides), architecture
@@ -119,6 +125,56 @@ class Student(nn.Module):
         return [out[s] for s in self.strides]
 
 
+class ReverseStudent(nn.Module):
+    """Reverse distillation (Deng & Li, CVPR 2022): the teacher's maps -> a one-class bottleneck -> a decoder that
+    rebuilds the teacher's maps, ``[(N, C_l, h_l, w_l)] -> [(N, C_l, h_l, w_l)]``.
+
+    The student never sees the image. Every teacher scale is brought down to half the coarsest resolution by strided
+    convolutions and fused into one small embedding (``bottleneck`` channels at stride ``2 * max stride``: the
+    *one-class bottleneck*, OCBE); a decoder without skip connections doubles the resolution back and emits each
+    scale's map. Everything passes through the embedding, so what it was never trained to represent (a defect) cannot
+    be copied through, and the rebuilt map disagrees with the teacher's there. The cost of a training step is this
+    small network on cached teacher maps, not a CNN over the image.
+    """
+
+    reads_features = True
+
+    def __init__(self, channels: Sequence[int], strides: Sequence[int], width: int = 64, bottleneck: int = 128) -> None:
+        super().__init__()
+        _check_strides(strides)
+        self.channels, self.strides = list(channels), list(strides)
+        top = 2 * self.strides[-1]
+        self.squeeze = nn.ModuleList(
+            nn.Sequential(*[_conv(c if i == 0 else width, width, stride=2) for i in range(int(np.log2(top // s)))])
+            for c, s in zip(self.channels, self.strides))
+        self.fuse = nn.Sequential(_conv(width * len(self.channels), bottleneck), _conv(bottleneck, bottleneck))
+        self.up = nn.ModuleList()
+        self.outputs = nn.ModuleList()
+        c = bottleneck
+        for stride, out in zip(reversed(self.strides), reversed(self.channels)):  # coarsest first
+            w = max(width, out)
+            self.up.append(nn.Sequential(_conv(c, w), _conv(w, w)))  # after a bilinear 2x upsampling (forward)
+            self.outputs.append(nn.Conv2d(w, out, 1))
+            c = w
+
+    def embed(self, teacher_maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The bottleneck embedding ``(N, bottleneck, h_L / 2, w_L / 2)`` of the teacher's maps."""
+        return self.fuse(torch.cat([squeeze(m) for squeeze, m in zip(self.squeeze, teacher_maps)], dim=1))
+
+    def forward(self, teacher_maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        h = self.embed(teacher_maps)
+        out = []
+        for block, head in zip(self.up, self.outputs):
+            h = block(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False))
+            out.append(head(h))
+        return out[::-1]
+
+
+def student_maps(student: nn.Module, images: torch.Tensor, teacher_maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The student's maps: from the image (an image student) or from the teacher's maps (reverse distillation)."""
+    return student(list(teacher_maps)) if getattr(student, "reads_features", False) else student(images)
+
+
 def check_feature_lists(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> None:
     """Raise a clear error when student and teacher maps do not pair up scale by scale."""
     if len(student) != len(teacher):
@@ -130,9 +186,20 @@ def check_feature_lists(student: Sequence[torch.Tensor], teacher: Sequence[torch
                             "use images whose side is a multiple of the coarsest stride, and the same size for both")
 
 
-def cosine_discrepancy(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Per scale, ``1 - cos(student, teacher)`` over channels: ``[(N, h_l, w_l)]`` in [0, 2]."""
+def cosine_discrepancy(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
+                       neighbourhood: int = 1) -> list[torch.Tensor]:
+    """Per scale, ``1 - cos(student, teacher)`` over channels: ``[(N, h_l, w_l)]`` in [0, 2].
+
+    ``neighbourhood`` > 1 first averages both maps over each position's k x k neighbourhood (PatchCore's local
+    aggregation, :func:`~exdd_lab.features.patches.aggregate_neighbourhood`), so one cell's disagreement is judged
+    with its neighbours': steadier on texture, the same on a defect that covers the neighbourhood.
+    """
     check_feature_lists(student, teacher)
+    if neighbourhood > 1:
+        from exdd_lab.features.patches import aggregate_neighbourhood
+
+        student = [aggregate_neighbourhood(s, neighbourhood) for s in student]
+        teacher = [aggregate_neighbourhood(t, neighbourhood) for t in teacher]
     return [1 - F.cosine_similarity(s, t, dim=1, eps=1e-6) for s, t in zip(student, teacher)]
 
 

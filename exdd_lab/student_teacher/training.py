@@ -35,8 +35,11 @@ from exdd_lab.errors import DatasetError, ExddError
 from exdd_lab.components.backbones import DEFAULT_BACKBONE
 from exdd_lab.student_teacher.losses import joint_loss
 from exdd_lab.student_teacher.network import (
-    DEFAULT_TEACHER_LAYERS, SegmentationHead, Student, Teacher, head_channels, head_inputs,
+    DEFAULT_TEACHER_LAYERS, ReverseStudent, SegmentationHead, Student, Teacher, head_channels, head_inputs, student_maps,
 )
+
+#: ``StudentTeacherConfig.student``: image students (:class:`Student`) and reverse distillation (:class:`ReverseStudent`).
+STUDENTS = (*Student.ARCHITECTURES, "reverse")
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,12 @@ class StudentTeacherConfig(SavedConfig):
     weights: str = "imagenet"
     teacher_layers: tuple[int, ...] = DEFAULT_TEACHER_LAYERS
     image_size: int = 256
-    student: str = "encoder"  # or "encoder-decoder" (see Student)
+    student: str = "encoder"  # one of STUDENTS: "encoder", "encoder-decoder" (Student) or "reverse" (ReverseStudent)
     student_width: int = 32
+    bottleneck: int = 128  # reverse: channels of the one-class bottleneck
     head_width: int = 48
     head_input: str = "agreement"  # or "discrepancy" (see network.head_inputs)
+    neighbourhood: int = 1  # the discrepancy map's k x k local average before the cosine (network.cosine_discrepancy)
     epochs: int = 6  # one epoch = ceil(training images / batch_size) steps
     batch_size: int = 8
     defect_fraction: float = 0.5
@@ -155,8 +160,12 @@ class StudentTeacherModel:
 
 def build_networks(teacher: Teacher, config: StudentTeacherConfig) -> tuple[Student, SegmentationHead]:
     """Student and head for this teacher, initialised from ``config.seed``."""
+    if config.student not in STUDENTS:
+        raise ExddError(f"unknown student {config.student!r}", f"choose one of {', '.join(STUDENTS)}")
     torch.manual_seed(config.seed)
-    student = Student(teacher.channels, teacher.strides, config.student_width, config.student)
+    student = (ReverseStudent(teacher.channels, teacher.strides, config.student_width, config.bottleneck)
+               if config.student == "reverse" else
+               Student(teacher.channels, teacher.strides, config.student_width, config.student))
     head = SegmentationHead(head_channels(teacher.channels, config.head_input), config.head_width)
     return student, head
 
@@ -286,7 +295,8 @@ def train_student_teacher(
                                             + [m[data.target[idx]] for m in data.teacher_maps])
         t_seen = [m.to(device) for m in t_maps[: len(t_maps) // 2]]
         t_clean = [m.to(device) for m in t_maps[len(t_maps) // 2 :]]
-        s_maps = student(teacher.preprocess(images.permute(0, 2, 3, 1)).to(device))
+        pixels = None if getattr(student, "reads_features", False) else teacher.preprocess(images.permute(0, 2, 3, 1)).to(device)
+        s_maps = student_maps(student, pixels, t_seen)
         logits = head(head_inputs(s_maps if config.head_trains_student else [m.detach() for m in s_maps], t_seen,
                                    config.head_input))
         terms = joint_loss(s_maps, t_clean, logits, masks.to(device), config.seg_weight, config.focal_gamma)
