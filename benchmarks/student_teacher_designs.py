@@ -52,6 +52,10 @@ DESIGNS: dict[str, tuple[dict, dict]] = {
                            "defect_fraction": 0.0}, {}),
     # the chosen design trained on normals only (no synthetic defects in its batches: the head learns nothing)
     "reverse-normal": ({**design_fields("reverse"), "defect_fraction": 0.0}, {}),
+    # the chosen design with 3x its epochs (about 10 minutes on MTD seed 0: inside the 15-minute budget)
+    "reverse-long": ({**design_fields("reverse"), "epochs": 192}, {}),
+    # the chosen design on the image student's strides 8 and 16 (what MPDD and the procedural screen preferred)
+    "reverse-s8-3x3": ({**design_fields("reverse"), "teacher_layers": (2, 3)}, {}),
 }
 
 
