@@ -5,6 +5,7 @@
     python benchmarks/student_teacher_designs.py compare [--datasets mtd-seed0,mtd-differnet,mpdd,procedural]
                                                         [--designs image-encoder,reverse] [--out benchmarks/results/student_teacher_designs]
     python benchmarks/student_teacher_designs.py screen [--dataset mtd-seed0] [--variants 'L34:{"teacher_layers": [3, 4]}']
+    python benchmarks/student_teacher_designs.py judge [--datasets ...] [--candidates '2,3;3,4'] [--judge-steps 600]
     python benchmarks/student_teacher_designs.py summary [--out benchmarks/results/student_teacher_designs]
 
 ``curve``: one training per design on the data set's training normals (+ its cached DDPM defects), both maps (the
@@ -18,7 +19,12 @@ top of reverse on strides 8 and 16, 16 epochs of batch 16, stopped at ``steps`` 
 teacher maps computed once, three discrepancy maps per training (the mean over scales, the coarsest scale alone,
 the mean over scales of the 3 x 3-averaged maps, and that mean with each scale first divided by its 0.99 quantile
 over the training normals' cells); image score = the largest cell (not the detector's top-k).
-Rows are JSON lines in ``--out`` (``screen.jsonl``, ``curve.jsonl``, ``compare.jsonl``); a rerun skips what is there. Trainings
+``judge``: can the teacher's scales be chosen without test labels? (``scale_judge.py``: a quarter of the normals
+and the DDPM defects made from them held out, 600 steps of the reverse design per candidate, the held-out images'
+pixel AUROC as the judge); beside each judge (also Perlin blends on the held-out normals, the synthetic image AUROC,
+the held-out normals' discrepancy over the training normals') the same short model's real test metrics.
+``screen`` variants whose name holds ``max`` add the largest of the scales' maps instead of their mean.
+Rows are JSON lines in ``--out`` (``screen.jsonl``, ``curve.jsonl``, ``compare.jsonl``, ``judge.jsonl``); a rerun skips what is there. Trainings
 and synthetic sets are cached. Seeds: each data set's own (``patchcore_fidelity.seeded_dataset``).
 """
 from __future__ import annotations
@@ -54,6 +60,8 @@ DESIGNS: dict[str, tuple[dict, dict]] = {
     "reverse-normal": ({**design_fields("reverse"), "defect_fraction": 0.0}, {}),
     # the chosen design with 3x its epochs (about 10 minutes on MTD seed 0: inside the 15-minute budget)
     "reverse-long": ({**design_fields("reverse"), "epochs": 192}, {}),
+    # the chosen design with twice its epochs (about 6 minutes on MTD seed 0): the candidate default budget
+    "reverse-e128": ({**design_fields("reverse"), "epochs": 128}, {}),
     # the chosen design on the image student's strides 8 and 16 (what MPDD and the procedural screen preferred)
     "reverse-s8-3x3": ({**design_fields("reverse"), "teacher_layers": (2, 3)}, {}),
 }
@@ -186,6 +194,10 @@ def screen(dataset: str, variants: list[str], out: Path) -> None:
                 "3x3 mean over scales": mean_over_scales(cosine_discrepancy(student_maps, test_maps, 3)),
                 "3x3 mean of normal-scaled scales": mean_over_scales(
                     [d / q for d, q in zip(cosine_discrepancy(student_maps, test_maps, 3), spread)])}
+        if "max" in name:  # the largest of the scales instead of their mean (raw, and each scale normal-scaled)
+            per_scale = cosine_discrepancy(student_maps, test_maps, 3)
+            maps["3x3 max over scales"] = max_over_scales(per_scale)
+            maps["3x3 max of normal-scaled scales"] = max_over_scales([d / q for d, q in zip(per_scale, spread)])
         rows = []
         for source, prediction in variant_predictions({k: v.numpy() for k, v in maps.items()}, 256).items():
             metrics, _ = evaluate_prediction(ds, prediction, 256)
@@ -195,8 +207,70 @@ def screen(dataset: str, variants: list[str], out: Path) -> None:
         append(file, rows)
 
 
+def judge(datasets: list[str], candidates: list[tuple[int, ...]], steps: int, out: Path) -> None:
+    """Does the label-free scale choice (held-out synthetic defects) rank the candidates as the real test does?"""
+    import numpy as np
+
+    from exdd_lab.data.imageio import load_image
+    from exdd_lab.evaluation.metrics import auroc
+    from exdd_lab.evaluation.run import variant_predictions
+    from exdd_lab.student_teacher import Teacher
+    from scale_judge import (
+        choose_teacher_layers, discrepancy_grids, judge_split, load_judged, pixel_auroc_of,
+    )
+    from exdd_lab.synthesis import PerlinBlendGenerator, synthesize
+
+    file = out / "judge.jsonl"
+    for dataset in datasets:
+        if (dataset, steps) in done_keys(file, "dataset", "steps"):
+            continue
+        seed, ds = seeded_dataset(dataset)
+        if ds is None:
+            print(f"{dataset}: not here, skipped", flush=True)
+            continue
+        config = StudentTeacherConfig(**{**design_fields("reverse"), "seed": seed})
+        defects = StudentTeacher(config).training_defects(ds.train)
+        choice = choose_teacher_layers(ds.train, defects, config, candidates, steps=steps, progress=True)
+        split = judge_split(ds.train, defects, 0.25, seed)
+        judge_images, judge_masks = load_judged(split.judge_normals + split.judge_defects, 256)
+        n_normal = len(split.judge_normals)
+        fit_normals, _ = load_judged(split.train[:: max(1, len(split.train) // 100)], 256)
+        # the other generator's defects on the same held-out normals (never trained on), as a second judge
+        perlin = synthesize(split.judge_normals, PerlinBlendGenerator([s.image_path for s in split.train]),
+                            n=len(split.judge_defects), seed=seed, image_size=256)
+        perlin_images = np.concatenate([judge_images[:n_normal], np.stack([d.image for d in perlin])])
+        perlin_masks = np.concatenate([judge_masks[:n_normal], np.stack([d.mask for d in perlin]).astype(bool)])
+        images = np.stack([load_image(s.image_path, size=256) for s in ds.test])
+        rows = []
+        for layers, model in choice.models.items():
+            teacher = Teacher(layers=layers)
+            grid = discrepancy_grids(model, teacher, images)
+            metrics, _ = evaluate_prediction(ds, variant_predictions({"d": grid}, 256)["d"], 256)
+            held = discrepancy_grids(model, teacher, judge_images)
+            seen = discrepancy_grids(model, teacher, fit_normals)
+            rows.append({"dataset": dataset, "steps": steps, "layers": list(layers), "model_steps": model.step,
+                         "held_out": choice.held_out, "judge_pixel_auroc": round(choice.judged[layers], 4),
+                         "chosen": layers == choice.layers, "choice_s": round(choice.seconds, 1),
+                         "perlin_judge_pixel_auroc": round(pixel_auroc_of(model, teacher, perlin_images, perlin_masks), 4),
+                         "judge_image_auroc": round(auroc(np.r_[np.zeros(n_normal), np.ones(len(held) - n_normal)],
+                                                          held.reshape(len(held), -1).max(1)), 4),
+                         "normal_gap": round(float(held[:n_normal].mean() / seen.mean()), 4),
+                         **{k: round(float(metrics[k]), 4) for k in ("image_auroc", "pixel_auroc", "aupro")}})
+        append(file, rows)
+
+
+def max_over_scales(per_scale: list) -> "torch.Tensor":
+    """Each scale's map upsampled to the finest grid, then the largest per cell (a defect any one scale sees)."""
+    import torch
+    import torch.nn.functional as F
+
+    size = per_scale[0].shape[-2:]
+    return torch.stack([F.interpolate(d[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+                        for d in per_scale]).amax(0)
+
+
 def summary(out: Path) -> None:
-    for name in ("screen.jsonl", "curve.jsonl", "compare.jsonl"):
+    for name in ("screen.jsonl", "curve.jsonl", "compare.jsonl", "judge.jsonl"):
         file = out / name
         if file.is_file():
             table = pd.DataFrame([json.loads(line) for line in file.read_text().splitlines() if line.strip()])
@@ -205,7 +279,7 @@ def summary(out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["screen", "curve", "compare", "summary"])
+    ap.add_argument("mode", choices=["screen", "curve", "compare", "judge", "summary"])
     ap.add_argument("--dataset", default="mtd-seed0")
     ap.add_argument("--datasets", default="mtd-seed0,mtd-differnet,mpdd,procedural")
     ap.add_argument("--designs", default="reverse")
@@ -215,6 +289,8 @@ def main() -> None:
         'L234:{"teacher_layers": [2, 3, 4]}', 'L34w:{"teacher_layers": [3, 4], "student_width": 128, "bottleneck": 256}',
         'L34n:{"teacher_layers": [3, 4], "defect_fraction": 0.0}',
         'L34e32:{"teacher_layers": [3, 4], "epochs": 32, "steps": 1216}'])
+    ap.add_argument("--candidates", default="2,3;3,4", help="judge: teacher layer sets, ';'-separated")
+    ap.add_argument("--judge-steps", type=int, default=600)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "student_teacher_designs")
     args = ap.parse_args()
     designs = args.designs.split(",")
@@ -222,6 +298,9 @@ def main() -> None:
         screen(args.dataset, args.variants, args.out)
     elif args.mode == "curve":
         curve(args.dataset, designs, [int(s) for s in args.steps.split(",")], args.out)
+    elif args.mode == "judge":
+        judge(args.datasets.split(","), [tuple(int(x) for x in c.split(",")) for c in args.candidates.split(";")],
+              args.judge_steps, args.out)
     elif args.mode == "compare":
         compare(args.datasets.split(","), designs, args.out)
     summary(args.out)
