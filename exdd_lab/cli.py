@@ -445,9 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--synthetic", default=None, help="use a set made by `exdd-lab synthesize` instead of --generator")
     g = p.add_argument_group("student-teacher")
     g.add_argument("--design", choices=DESIGNS.names(), default=None,
-                   help="student-teacher design: image-encoder (default) or reverse (reverse distillation; see benchmarks/README.md)")
+                   help="student-teacher design: reverse (default: reverse distillation on strides 16+32), reverse-fine (strides 8+16: small sharp defects) or image-encoder (the first design); benchmarks/README.md compares them")
     g.add_argument("--epochs", type=int, default=None,
-                   help="training epochs (default: the design's; image-encoder 6, about 5 minutes on 2 CPU cores for MTD at 256 px)")
+                   help="training epochs (default: the design's; reverse 64, about 3 minutes on 2 CPU cores for MTD at 256 px)")
     g.add_argument("--map-source", choices=student_teacher_method.MAP_SOURCES.names(), default="discrepancy",
                    help="the map that gives scores.csv and the headline metrics (both are reported in metrics.json)")
     g = p.add_argument_group("exdd (dual banks)")
@@ -491,8 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exdd, student-teacher: synthetic defects made from the normals (default ddpm, cached)")
     p.add_argument("--n-synthetic", type=int, default=None, help="synthetic defects (default 100 exdd, 200 student-teacher)")
     p.add_argument("--design", choices=DESIGNS.names(), default=None,
-                   help="student-teacher design: image-encoder (default) or reverse (reverse distillation; see benchmarks/README.md)")
-    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default: the design's; image-encoder 6)")
+                   help="student-teacher design: reverse (default: reverse distillation on strides 16+32), reverse-fine (strides 8+16: small sharp defects) or image-encoder (the first design); benchmarks/README.md compares them")
+    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default: the design's; reverse 64)")
     p.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
                    help="what runs the frozen front-end while fitting: auto (default: the fastest installed, cached), "
@@ -522,8 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-mask-fraction", type=float, default=0.9,
                    help="exdd: a defect patch enters the positive bank when this share of its cell is masked")
     p.add_argument("--design", choices=DESIGNS.names(), default=None,
-                   help="student-teacher design: image-encoder (default) or reverse (reverse distillation; see benchmarks/README.md)")
-    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default: the design's; image-encoder 6)")
+                   help="student-teacher design: reverse (default: reverse distillation on strides 16+32), reverse-fine (strides 8+16: small sharp defects) or image-encoder (the first design); benchmarks/README.md compares them")
+    p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default: the design's; reverse 64)")
     p.add_argument("--held-out", type=int, default=50,
                    help="held-out normals for the normal-only threshold: the layout's own (MTD, folder) or moved "
                         "out of training (default 50; 0 = none)")

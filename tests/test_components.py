@@ -19,7 +19,7 @@ from exdd_lab.student_teacher import Teacher
 
 
 def test_extractor_and_teacher_share_one_frozen_front_end():
-    extractor, teacher = PatchFeatureExtractor(FeatureConfig(image_size=64)), Teacher()
+    extractor, teacher = PatchFeatureExtractor(FeatureConfig(image_size=64)), Teacher(layers=(2, 3))  # the same layers
     assert isinstance(extractor, FrozenBackbone) and isinstance(teacher, FrozenBackbone)
     images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     assert torch.equal(extractor.preprocess(images), teacher.preprocess(images))

@@ -337,14 +337,21 @@ def test_gated_check_gives_the_specific_hint(mistake, hint):
         check_gated(mistake)
 
 
-def _discrepancy(student, teacher, mode="bilinear", flip=False):
+def _discrepancy(student, teacher, neighbourhood=1, mode="bilinear", flip=False, pool_after=False, pad=True):
+    """Exercise 2 solved (``pad=False``: the border average over the cells that exist, also right: a factor common to
+    both maps cancels in the cosine), or one of its typical mistakes."""
     import torch
     import torch.nn.functional as F
 
     size = teacher[0].shape[-2:]
+    pool = lambda m: F.avg_pool2d(m, neighbourhood, 1, neighbourhood // 2, count_include_pad=pad)  # noqa: E731
     maps = []
     for s, t in zip(student, teacher):
+        if neighbourhood > 1 and not pool_after:
+            s, t = pool(s), pool(t)
         cos = (F.normalize(s, dim=1) * F.normalize(t, dim=1)).sum(1)
+        if neighbourhood > 1 and pool_after:
+            cos = 1 - pool((1 - cos)[:, None])[:, 0]
         d = (cos if flip else 1 - cos)[:, None]
         extra = {} if mode == "nearest" else {"align_corners": False}
         maps.append(F.interpolate(d, size=size, mode=mode, **extra)[:, 0])
@@ -352,14 +359,17 @@ def _discrepancy(student, teacher, mode="bilinear", flip=False):
 
 
 @pytest.mark.parametrize("mistake,hint", [
-    (lambda s, t: _discrepancy(s, t, flip=True), "the discrepancy is 1 - cos"),
-    (lambda s, t: _discrepancy(s, t, mode="nearest"), "bilinear"),
-    (lambda s, t: _discrepancy(s, t) * len(s), "a mean, not a sum"),
+    (lambda s, t, neighbourhood=1: _discrepancy(s, t, neighbourhood, flip=True), "the discrepancy is 1 - cos"),
+    (lambda s, t, neighbourhood=1: _discrepancy(s, t, neighbourhood, mode="nearest"), "bilinear"),
+    (lambda s, t, neighbourhood=1: _discrepancy(s, t, neighbourhood) * len(s), "a mean, not a sum"),
+    (lambda s, t, neighbourhood=1: _discrepancy(s, t), "use the neighbourhood"),
+    (lambda s, t, neighbourhood=1: _discrepancy(s, t, neighbourhood, pool_after=True), "before\\* the cosine"),
 ])
 def test_discrepancy_check_gives_the_specific_hint(mistake, hint):
     from exdd_lab.lab.checks import check_discrepancy_map
 
     check_discrepancy_map(_discrepancy)
+    check_discrepancy_map(lambda s, t, neighbourhood=1: _discrepancy(s, t, neighbourhood, pad=False))
     with pytest.raises(ExerciseNotSolved, match=hint):
         check_discrepancy_map(mistake)
 

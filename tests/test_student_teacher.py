@@ -15,7 +15,9 @@ from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSetti
 from exdd_lab.student_teacher import StudentTeacherConfig, Teacher, build_training_data, train_student_teacher
 from exdd_lab.synthesis import PerlinBlendGenerator, load_defect_set, synthesize, write_defect_set
 
-CONFIG = StudentTeacherConfig(image_size=64, student_width=8, head_width=8, batch_size=4, epochs=1, checkpoint_every=2)
+# the default design (a reverse student on strides 16 and 32), shrunk to 64 px and a few steps
+CONFIG = StudentTeacherConfig(image_size=64, student_width=8, bottleneck=16, head_width=8, batch_size=4, epochs=1,
+                              checkpoint_every=2)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_training_data_pairs_each_defect_with_its_clean_source(data, defects, ti
         src, mask = data.target[i], data.masks[i]
         assert src < data.n_normal
         assert torch.equal(data.images[i][~mask], data.images[src][~mask])
-    assert [tuple(m.shape) for m in data.teacher_maps] == [(14, 40, 8, 8), (14, 112, 4, 4)]
+    assert [tuple(m.shape) for m in data.teacher_maps] == [(14, 112, 4, 4), (14, 320, 2, 2)]
 
 
 def test_teacher_stays_frozen_while_the_student_learns(data, teacher):
@@ -96,7 +98,7 @@ def detector(tiny, defects):
 def test_detector_predicts_head_and_discrepancy_maps(detector, tiny):
     pred = detector.predict(tiny.test)
     assert pred.maps.shape == (10, 64, 64) and pred.scores.shape == (10,)
-    assert pred.extra["head_grid"].shape == pred.extra["discrepancy_grid"].shape == (10, 8, 8)
+    assert pred.extra["head_grid"].shape == pred.extra["discrepancy_grid"].shape == (10, 4, 4)
     assert (pred.extra["head_grid"] >= 0).all() and (pred.extra["head_grid"] <= 1).all()
     assert (pred.extra["discrepancy_grid"] >= 0).all() and (pred.extra["discrepancy_grid"] <= 2).all()
     top = np.sort(pred.maps.reshape(10, -1), axis=1)[:, -10:].mean(1)
@@ -131,16 +133,19 @@ def test_save_and_load_reproduce_the_predictions(detector, tiny, tmp_path):
         StudentTeacher.load(tmp_path)
 
 
-@pytest.mark.parametrize("design", ["image-encoder", "reverse"])
+DESIGN_FIELDS = {None: ("reverse", [3, 4], 3), "reverse-fine": ("reverse", [2, 3], 3), "image-encoder": ("encoder", [2, 3], 1)}
+
+
+@pytest.mark.parametrize("design", list(DESIGN_FIELDS))
 def test_cli_evaluate_student_teacher_writes_the_standard_outputs(tiny_mvtec, tmp_path, capsys, design):
     out = tmp_path / "st"
     code = main(["evaluate", "--data", str(tiny_mvtec), "--layout", "mvtec", "--method", "student-teacher",
                  "--generator", "perlin", "--n-synthetic", "6", "--epochs", "1", "--image-size", "64",
-                 "--design", design, "--out", str(out), "--save-model", str(tmp_path / "model")])
+                 *(["--design", design] if design else []), "--out", str(out), "--save-model", str(tmp_path / "model")])
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "student-teacher" and metrics["settings.generator"] == "perlin"
-    student, layers, neighbourhood = ("reverse", [3, 4], 3) if design == "reverse" else ("encoder", [2, 3], 1)
+    student, layers, neighbourhood = DESIGN_FIELDS[design]
     assert (metrics["config.student"], metrics["config.teacher_layers"], metrics["config.neighbourhood"]) == \
         (student, layers, neighbourhood)
     assert metrics["synthesis.n_synthetic"] == 6 and metrics["config.epochs"] == 1
@@ -165,7 +170,11 @@ def test_figures_have_one_panel_per_scale_and_term(detector, tiny):
     fig = st_plots.show_scale_discrepancy(images, [None, None], [[g[i] for g in grids.per_scale] for i in range(2)], grids.head)
     assert len(fig.axes) == 2 * (len(grids.per_scale) + 2)
     assert len(st_plots.plot_loss_terms(detector.model.history, window=2).axes) == 3
-    assert st_plots.draw_architecture(3_000_000, 600_000, 50_000, ["stride 8", "stride 16"]).axes[0].patches
+    plain = st_plots.draw_architecture(3_000_000, 600_000, 50_000, ["stride 8", "stride 16"]).axes[0]
+    reverse = st_plots.draw_architecture(3_000_000, 600_000, 50_000, ["stride 16", "stride 32"], reads_features=True).axes[0]
+    words = lambda ax: " ".join(t.get_text() for t in ax.texts)  # noqa: E731
+    assert "bottleneck" in words(reverse) and "its maps" in words(reverse)  # the student reads the teacher's maps
+    assert "bottleneck" not in words(plain) and "its maps" not in words(plain) and len(reverse.patches) == len(plain.patches)
 
 
 def test_learning_curve_measures_one_run_at_its_steps_and_reuses_what_it_measured(tiny, defects, detector, monkeypatch):

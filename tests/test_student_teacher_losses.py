@@ -139,7 +139,11 @@ def test_the_config_picks_the_student():
     from exdd_lab.student_teacher.designs import design_fields
 
     assert StudentTeacherConfig(**design_fields(None)) == StudentTeacherConfig()  # the default design is the default config
-    assert StudentTeacherConfig(**design_fields("reverse")).student == "reverse"
+    assert StudentTeacherConfig(**design_fields("reverse")) == StudentTeacherConfig()  # and it is reverse distillation
+    assert StudentTeacherConfig().student == "reverse" and Teacher().layers == StudentTeacherConfig().teacher_layers
+    fine = StudentTeacherConfig(**design_fields("reverse-fine"))
+    assert fine.teacher_layers == (2, 3) and fine.student == "reverse" and fine.neighbourhood == 3
+    assert StudentTeacherConfig(**design_fields("image-encoder")).student == "encoder"
     with pytest.raises(ExddError, match="unknown student-teacher design 'vit'"):
         design_fields("vit")
 

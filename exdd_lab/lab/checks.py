@@ -339,16 +339,17 @@ def _feature_pyramids(seed: int) -> list[Case]:
     student = [t + 0.7 * torch.randn(t.shape, generator=gen) for t in teacher]
     student[0][:, :, :4, :4] = -student[0][:, :, :4, :4]  # a corner that points away from the teacher
     return [Case((student, teacher), note="three scales, two images"),
-            Case((student[:1], teacher[:1]), note="one scale")]
+            Case((student[:1], teacher[:1]), note="one scale"),
+            Case((student, teacher), {"neighbourhood": 3}, note="each map averaged over 3 x 3 cells first")]
 
 
-def reference_discrepancy_map(student: list, teacher: list) -> torch.Tensor:
+def reference_discrepancy_map(student: list, teacher: list, neighbourhood: int = 1) -> torch.Tensor:
     """The kit's map: :func:`~exdd_lab.student_teacher.network.cosine_discrepancy` per scale, then
     :func:`~exdd_lab.student_teacher.inference.mean_over_scales`."""
     from exdd_lab.student_teacher.inference import mean_over_scales
     from exdd_lab.student_teacher.network import cosine_discrepancy
 
-    return mean_over_scales(cosine_discrepancy(student, teacher))
+    return mean_over_scales(cosine_discrepancy(student, teacher, neighbourhood))
 
 
 def _discrepancy_mistakes(got: np.ndarray, expected: np.ndarray, case: Case) -> str | None:
@@ -356,6 +357,7 @@ def _discrepancy_mistakes(got: np.ndarray, expected: np.ndarray, case: Case) -> 
 
     student, teacher = case.args
     size = teacher[0].shape[-2:]
+    k = case.kwargs.get("neighbourhood", 1)
 
     def combine(maps, mode="bilinear", reduce="mean"):
         up = [m if m.shape[-2:] == size else
@@ -370,11 +372,18 @@ def _discrepancy_mistakes(got: np.ndarray, expected: np.ndarray, case: Case) -> 
              "upsample with bilinear interpolation (align_corners=False), not nearest":
                  combine([1 - c for c in cos], mode="nearest"),
              "average the scales (a mean, not a sum)": combine([1 - c for c in cos], reduce="sum")}
+    if k > 1:
+        pooled = lambda m: F.avg_pool2d(m, k, 1, k // 2)  # noqa: E731
+        wrong |= {
+            "use the neighbourhood: average each map over k x k cells (F.avg_pool2d, stride 1, padding k // 2)":
+                combine([1 - c for c in cos]),
+            "average the features over the neighbourhood *before* the cosine, not the discrepancy after it":
+                combine([pooled((1 - c)[:, None])[:, 0] for c in cos])}
     return matching_hint(got, wrong, rtol=1e-5, atol=1e-5)
 
 
 def check_discrepancy_map(student_fn: Callable, seed: int = 0) -> None:
-    """Notebook 05, Exercise 2: ``discrepancy_map(student_maps, teacher_maps) -> (N, h_0, w_0)``."""
+    """Notebook 05, Exercise 2: ``discrepancy_map(student_maps, teacher_maps, neighbourhood=1) -> (N, h_0, w_0)``."""
     check_against_reference("Exercise 2 (the cosine discrepancy map)", student_fn, reference_discrepancy_map,
                             _feature_pyramids(seed), rtol=1e-4, atol=1e-5, hints=(_discrepancy_mistakes,))
 

@@ -27,8 +27,10 @@ def _arrow(ax: plt.Axes, start: tuple[float, float], end: tuple[float, float], t
         ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.03, text, ha="center", fontsize=7.5, color="0.2")
 
 
-def draw_architecture(teacher_params: int, student_params: int, head_params: int, scales: Sequence[str]) -> plt.Figure:
-    """The asymmetric student-teacher in one picture: who sees which image, which loss trains what."""
+def draw_architecture(teacher_params: int, student_params: int, head_params: int, scales: Sequence[str],
+                      reads_features: bool = False) -> plt.Figure:
+    """The student-teacher in one picture: who sees which image, which loss trains what. ``reads_features``: a
+    reverse-distillation student (it reads the teacher's maps of the defective image through a bottleneck)."""
     fig, ax = plt.subplots(figsize=(10, 4.2))
     ax.set(xlim=(0, 1), ylim=(0, 1))
     ax.axis("off")
@@ -36,13 +38,18 @@ def draw_architecture(teacher_params: int, student_params: int, head_params: int
     _box(ax, (0.01, 0.22), 0.14, 0.16, "x + synthetic defect\n(DDPM or Perlin)\nexact mask M", "#fdecea")
     _box(ax, (0.24, 0.70), 0.20, 0.16, f"TEACHER (frozen)\npretrained, {teacher_params / 1e6:.1f} M params", "#d9e7f7")
     _box(ax, (0.24, 0.40), 0.20, 0.16, "TEACHER (frozen)\nsame network", "#d9e7f7")
-    _box(ax, (0.24, 0.08), 0.20, 0.16, f"STUDENT (trained)\nrandom init, {student_params / 1e6:.2f} M params", "#fff2cc")
+    student = (f"STUDENT (trained)\nbottleneck + decoder\n{student_params / 1e6:.2f} M params" if reads_features else
+               f"STUDENT (trained)\nrandom init, {student_params / 1e6:.2f} M params")
+    _box(ax, (0.24, 0.06), 0.20, 0.18, student, "#fff2cc")
     _box(ax, (0.55, 0.70), 0.18, 0.16, "cosine loss\nstudent(x̃) → teacher(x)", "#eeeeee")
     _box(ax, (0.55, 0.22), 0.18, 0.18, f"agreement per scale\n{' · '.join(scales)}\n1 - cos = discrepancy", "#eeeeee")
     _box(ax, (0.80, 0.22), 0.18, 0.18, f"SEGMENTATION HEAD\n{head_params / 1e3:.0f} k params\nfocal + Dice vs M", "#e2f0d9")
     _arrow(ax, (0.15, 0.78), (0.24, 0.78))
     _arrow(ax, (0.15, 0.32), (0.24, 0.48))
-    _arrow(ax, (0.15, 0.28), (0.24, 0.16))
+    if reads_features:  # the student never sees pixels: it rebuilds the teacher's maps of x̃ from a bottleneck
+        _arrow(ax, (0.30, 0.40), (0.30, 0.24), "its maps")
+    else:
+        _arrow(ax, (0.15, 0.28), (0.24, 0.16))
     _arrow(ax, (0.44, 0.78), (0.55, 0.78), "target")
     _arrow(ax, (0.44, 0.16), (0.64, 0.70), "prediction")
     _arrow(ax, (0.44, 0.48), (0.55, 0.34))
@@ -52,8 +59,10 @@ def draw_architecture(teacher_params: int, student_params: int, head_params: int
     _arrow(ax, (0.64, 0.22), (0.64, 0.13))
     ax.text(0.89, 0.10, "head map", ha="center", fontsize=8.5, style="italic")
     _arrow(ax, (0.89, 0.22), (0.89, 0.13))
-    ax.set_title("asymmetric student-teacher: the student learns to reproduce NORMAL features, the head learns where they fail",
-                 fontsize=9.5)
+    title = ("reverse distillation: the student rebuilds NORMAL teacher features through a bottleneck, the head learns "
+             "where they fail" if reads_features else
+             "asymmetric student-teacher: the student learns to reproduce NORMAL features, the head learns where they fail")
+    ax.set_title(title, fontsize=9.5)
     return fig
 
 

@@ -1,7 +1,7 @@
 """The asymmetric student-teacher (diffusion-made defects, frozen teacher, student + segmentation head).
 
-- :mod:`~exdd_lab.student_teacher.network`: teacher, students (image CNN, reverse distillation), head, discrepancy;
-- :mod:`~exdd_lab.student_teacher.designs`: the named designs ``--design`` picks (image-encoder, reverse);
+- :mod:`~exdd_lab.student_teacher.network`: teacher, students (reverse distillation, image CNN), head, discrepancy;
+- :mod:`~exdd_lab.student_teacher.designs`: the named designs ``--design`` picks (reverse, reverse-fine, image-encoder);
 - :mod:`~exdd_lab.student_teacher.losses`: cosine feature loss, focal and Dice;
 - :mod:`~exdd_lab.student_teacher.training`: data, seeded training loop, checkpoints and resume;
 - :mod:`~exdd_lab.student_teacher.inference`: head and discrepancy grids.

@@ -3,7 +3,7 @@
 - head grid: ``sigmoid(head logits)``, the predicted probability that a cell is defective;
 - discrepancy grid: the mean over scales of ``1 - cos(student, teacher)``, upsampled to the finest grid.
 
-Both are ``(N, h_0, w_0)`` (32 x 32 for 256 px and the default finest stride 8); :mod:`exdd_lab.bank.scoring` turns them into
+Both are ``(N, h_0, w_0)`` (16 x 16 for 256 px and the default finest stride 16); :mod:`exdd_lab.bank.scoring` turns them into
 smoothed maps at image size, and the image score is the mean of the map's top-k pixels.
 Taught in ``notebooks/05_student_teacher.ipynb``.
 """

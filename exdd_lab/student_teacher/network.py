@@ -1,15 +1,17 @@
 """The three networks of the asymmetric student-teacher: a frozen teacher, a trainable student, a segmentation head.
 
 - :class:`Teacher`: the pretrained backbone (EfficientNet-Lite0 by default), frozen, giving feature
-  maps at two scales (timm feature indices 2, 3: strides 8 and 16, 40 and 112 channels: PatchCore's
-  layers). Stride 4 (index 1) can be added; on MTD its discrepancy alone scored below chance (pixel
-  AUROC 0.47: fine texture is unpredictable), so it is off by default.
+  maps at two scales: timm feature indices 3, 4 (strides 16 and 32, 112 and 320 channels) for the default
+  reverse student; 2, 3 (strides 8 and 16, PatchCore's layers) for the image student and ``reverse-fine``.
+  Stride 4 (index 1) can be added; on MTD its discrepancy alone scored below chance (pixel AUROC 0.47:
+  fine texture is unpredictable).
+- :class:`ReverseStudent` (the default): reverse distillation: a one-class bottleneck squeezes the teacher's maps
+  and a decoder rebuilds them (the student never sees the image; a training step runs on cached maps). What
+  the bottleneck cannot carry, a defect's unusual features, comes back as normal features.
 - :class:`Student`: a *different*, lighter network, randomly initialised (a plain convolutional encoder
   tapped at the teacher's strides, or an encoder-decoder without skip connections). It sees the image
   with a synthetic defect and must reproduce the teacher's features of the *clean* image: it learns
   normal patterns only, so its disagreement with the teacher grows on defects.
-- :class:`ReverseStudent`: reverse distillation: a one-class bottleneck and a decoder rebuild the teacher's maps
-  from the teacher's maps themselves (the student never sees the image; a training step runs on cached maps).
 - :class:`SegmentationHead`: a few convolutions on the teacher-student agreement at every scale
   (the per-channel products of the L2-normalised features, DeSTSeg's input, plus the per-scale
   cosine discrepancy) that predicts the defect mask, supervised by the exact synthetic masks.
@@ -31,8 +33,9 @@ from exdd_lab.errors import ExddError
 from exdd_lab.components.backbones import DEFAULT_BACKBONE
 from exdd_lab.components.frontend import FrozenBackbone
 
-#: Teacher scales (timm feature indices): strides 8 and 16 for EfficientNet-Lite0.
-DEFAULT_TEACHER_LAYERS = (2, 3)
+#: Teacher scales (timm feature indices): strides 16 and 32 for EfficientNet-Lite0 (112 and 320 channels), the
+#: ``reverse`` design's; the ``image-encoder`` and ``reverse-fine`` designs read (2, 3), strides 8 and 16.
+DEFAULT_TEACHER_LAYERS = (3, 4)
 
 
 class Teacher(FrozenBackbone):

@@ -44,20 +44,21 @@ STUDENTS = (*Student.ARCHITECTURES, "reverse")
 
 @dataclass(frozen=True)
 class StudentTeacherConfig(SavedConfig):
-    """Networks and training budget. The defaults train in about 5 minutes on two CPU cores (MTD, 256 px: 400 normals + 200 defects)."""
+    """Networks and training budget. The defaults are the ``reverse`` design (:mod:`~exdd_lab.student_teacher.designs`):
+    about 3 minutes on two CPU cores for MTD (256 px: 400 normals + 200 defects)."""
 
     backbone: str = DEFAULT_BACKBONE
     weights: str = "imagenet"
     teacher_layers: tuple[int, ...] = DEFAULT_TEACHER_LAYERS
     image_size: int = 256
-    student: str = "encoder"  # one of STUDENTS: "encoder", "encoder-decoder" (Student) or "reverse" (ReverseStudent)
-    student_width: int = 32
+    student: str = "reverse"  # one of STUDENTS: "reverse" (ReverseStudent), "encoder" or "encoder-decoder" (Student)
+    student_width: int = 64
     bottleneck: int = 128  # reverse: channels of the one-class bottleneck
     head_width: int = 48
     head_input: str = "agreement"  # or "discrepancy" (see network.head_inputs)
-    neighbourhood: int = 1  # the discrepancy map's k x k local average before the cosine (network.cosine_discrepancy)
-    epochs: int = 6  # one epoch = ceil(training images / batch_size) steps
-    batch_size: int = 8
+    neighbourhood: int = 3  # the discrepancy map's k x k local average before the cosine (network.cosine_discrepancy)
+    epochs: int = 64  # one epoch = ceil(training images / batch_size) steps
+    batch_size: int = 16
     defect_fraction: float = 0.5
     flips: bool = True  # random horizontal/vertical flips of image, mask and teacher maps alike
     learning_rate: float = 1e-3
