@@ -87,12 +87,17 @@ def _browser_state(page) -> dict:
 
 
 def _wait_for_case(page, caption: str, previous: dict) -> dict:
-    """Wait until the caption reads ``caption`` and the picture and details are no longer ``previous``'s."""
-    deadline = time.time() + 60
+    """Wait until the caption reads ``caption`` and the picture and details are no longer ``previous``'s, and the
+    page has settled: the same state twice in a row (a picture can be caught while the widget is still replacing it)."""
+    deadline, last = time.time() + 60, None
     while time.time() < deadline:
         state = _browser_state(page)
         if state["caption"].startswith(caption) and state["pixels"] != previous["pixels"] and state["details"] != previous["details"]:
-            return state
+            if state == last:
+                return state
+            last = state
+        else:
+            last = None
         time.sleep(0.3)
     raise AssertionError(f"the browser did not move to '{caption}' with a new picture: {_browser_state(page)}")
 
