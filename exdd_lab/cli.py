@@ -31,6 +31,9 @@ from exdd_lab.synthesis.registry import GENERATORS
 
 #: Every named choice comes from its registry: a new layout, generator or strategy appears here by itself.
 LAYOUT_CHOICES = ("procedural", *LAYOUTS.names())
+#: ``--design``'s help, the same on evaluate, fit and compare.
+DESIGN_HELP = ("student-teacher design: reverse (default: reverse distillation on strides 16+32), reverse-fine (strides "
+               "8+16: small sharp defects) or image-encoder (the first design); benchmarks/README.md compares them")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -445,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--synthetic", default=None, help="use a set made by `exdd-lab synthesize` instead of --generator")
     g = p.add_argument_group("student-teacher")
     g.add_argument("--design", choices=DESIGNS.names(), default=None,
-                   help="student-teacher design: reverse (default: reverse distillation on strides 16+32), reverse-fine (strides 8+16: small sharp defects) or image-encoder (the first design); benchmarks/README.md compares them")
+                   help=DESIGN_HELP)
     g.add_argument("--epochs", type=int, default=None,
                    help="training epochs (default: the design's; reverse 64, about 3 minutes on 2 CPU cores for MTD at 256 px)")
     g.add_argument("--map-source", choices=student_teacher_method.MAP_SOURCES.names(), default="discrepancy",
@@ -491,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exdd, student-teacher: synthetic defects made from the normals (default ddpm, cached)")
     p.add_argument("--n-synthetic", type=int, default=None, help="synthetic defects (default 100 exdd, 200 student-teacher)")
     p.add_argument("--design", choices=DESIGNS.names(), default=None,
-                   help="student-teacher design: reverse (default: reverse distillation on strides 16+32), reverse-fine (strides 8+16: small sharp defects) or image-encoder (the first design); benchmarks/README.md compares them")
+                   help=DESIGN_HELP)
     p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default: the design's; reverse 64)")
     p.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
@@ -522,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-mask-fraction", type=float, default=0.9,
                    help="exdd: a defect patch enters the positive bank when this share of its cell is masked")
     p.add_argument("--design", choices=DESIGNS.names(), default=None,
-                   help="student-teacher design: reverse (default: reverse distillation on strides 16+32), reverse-fine (strides 8+16: small sharp defects) or image-encoder (the first design); benchmarks/README.md compares them")
+                   help=DESIGN_HELP)
     p.add_argument("--epochs", type=int, default=None, help="student-teacher epochs (default: the design's; reverse 64)")
     p.add_argument("--held-out", type=int, default=50,
                    help="held-out normals for the normal-only threshold: the layout's own (MTD, folder) or moved "
