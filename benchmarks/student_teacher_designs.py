@@ -13,7 +13,8 @@ segmentation head and the label-free discrepancy) measured on the test split at 
 AUROC, AUPRO, training seconds so far: a learning curve in wall-clock time). The learning rate follows the
 cosine of the design's whole run, so the point at step s is that run at step s.
 ``compare``: per data set, PatchCore (the kit's defaults) and each design's finished training, both maps, with the
-kit's paired tests against PatchCore (DeLong for image AUROC, paired bootstrap for the pixel metrics).
+kit's paired tests against PatchCore (DeLong for image AUROC, paired bootstrap for the pixel metrics); the head
+row also holds ``*_vs_discrepancy``: head minus discrepancy of the same training, [difference, low, high, p].
 ``screen``: the quick first pass that chose the design: reverse-distillation variants (``NAME:{config fields}`` on
 top of reverse on strides 8 and 16, 16 epochs of batch 16, stopped at ``steps`` if given, else 600), the test split's
 teacher maps computed once, three discrepancy maps per training (the mean over scales, the coarsest scale alone,
@@ -64,6 +65,11 @@ DESIGNS: dict[str, tuple[dict, dict]] = {
     "reverse-e128": ({**design_fields("reverse"), "epochs": 128}, {}),
     # the chosen design on the image student's strides 8 and 16 (what MPDD and the procedural screen preferred)
     "reverse-s8-3x3": ({**design_fields("reverse"), "teacher_layers": (2, 3)}, {}),
+    # the chosen design trained on each generator's defects (issue 38, item 2: does the head earn its supervision?);
+    # reverse-ddpm is the default (the same cached training as "reverse"), named for the head-against-discrepancy rows
+    "reverse-ddpm": (design_fields("reverse"), {}),
+    "reverse-perlin": (design_fields("reverse"), {"generator": "perlin"}),
+    "reverse-mixed": (design_fields("reverse"), {"generator": "ddpm+perlin"}),
 }
 
 
@@ -137,6 +143,15 @@ def compare(datasets: list[str], designs: list[str], out: Path) -> None:
             for _, t in table[table.metric.isin(["image_auroc", "pixel_auroc", "aupro"])].iterrows():
                 r[f"{t.metric}_vs_patchcore"] = [round(-float(t.difference), 4), round(-float(t.ci_high), 4),
                                                  round(-float(t.ci_low), 4), round(float(t.p_value), 4)]
+        for design in todo:  # the head against the discrepancy of the same training (does the head earn its place?)
+            pair = {"head": predictions[f"{design}:head"], "discrepancy": predictions[f"{design}:discrepancy"]}
+            table = paired_table(ds, pair)
+            head_row = next(r for r in rows if r["design"] == design and r["map"] == "head")
+            for _, t in table[table.metric.isin(["image_auroc", "pixel_auroc", "aupro"])].iterrows():
+                sign = 1.0 if t.method_a == "head" else -1.0  # stored as head minus discrepancy
+                low, high = sorted((sign * float(t.ci_low), sign * float(t.ci_high)))
+                head_row[f"{t.metric}_vs_discrepancy"] = [round(sign * float(t.difference), 4), round(low, 4),
+                                                          round(high, 4), round(float(t.p_value), 4)]
         rows.append({"dataset": dataset, "design": "patchcore", "map": "patchcore", **base_row,
                      "fit_s": round(patchcore_fit_s, 1)})
         append(file, rows)
