@@ -61,7 +61,8 @@ class StudentTeacherSettings:
     # the headline map: the label-free discrepancy; "head" (DeSTSeg's output) ranked real defect pixels below
     # the discrepancy on every data set measured in full mode, with both students (reverse distillation: MTD 0.62
     # vs 0.81, MPDD 0.93 vs 0.97, procedural 0.978 vs 0.985; the image student: MTD 0.51 vs 0.67, a reviewer's set
-    # 0.42 vs 0.90 pixel AUROC): the head learns the generator's defects, not the factory's (notebook 05)
+    # 0.42 vs 0.90 pixel AUROC), and on every real one also when trained on Perlin or DDPM + Perlin defects (paired,
+    # benchmarks/README.md): the head learns the generator's defects, not the factory's (notebook 05)
     map_source: str = "discrepancy"
     top_k: int = 100
     sigma: float = 4.0
