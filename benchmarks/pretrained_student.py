@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import timm
@@ -31,6 +29,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patchcore_fidelity import seeded_dataset  # noqa: E402
+from student_step_cost import median_step_seconds  # noqa: E402
 
 from exdd_lab.errors import WeightsNotFoundError  # noqa: E402
 from exdd_lab.experiments.learning_curve import student_teacher_learning_curve  # noqa: E402
@@ -111,13 +110,7 @@ def cost(batch: int, repeats: int = 3) -> None:
         loss.backward()
         optimizer.step()
 
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+    seconds = median_step_seconds(step, repeats)
     print(f"{NAME}: {seconds:.3f} s per step of {batch} (student only); {int(900 / seconds):,d} steps in 15 min")
 
 
