@@ -82,8 +82,19 @@ def _browser_state(page) -> dict:
             pixels = canvas.width + 'x' + canvas.height + ':' + h;
         }
         return {caption: label || '', details: details ? details.textContent : '', width: img ? img.naturalWidth : 0,
-                pixels: pixels};
+                height: img ? img.naturalHeight : 0, pixels: pixels};
     }""" % BROWSER_CAPTION)
+
+
+def _shows_same_picture(state: dict, reference: dict) -> bool:
+    """Whether ``state`` shows ``reference``'s picture: pixel for pixel when both were decoded at one size, else
+    the same aspect ratio (within 1 %). CI's Chromium once reported the PNG of one case at 964x218 on the first
+    visit and at 771x175 (the size the kernel renders it at, 80 dpi) on the second, so a size change alone is no
+    failure; the case's details must match exactly either way."""
+    if (state["width"], state["height"]) == (reference["width"], reference["height"]):
+        return state["pixels"] == reference["pixels"]
+    aspect = lambda s: s["width"] / s["height"]
+    return abs(aspect(state) - aspect(reference)) <= 0.01 * aspect(reference)
 
 
 def _wait_for_case(page, caption: str, previous: dict) -> dict:
@@ -154,7 +165,9 @@ def test_notebook_06_runs_in_jupyterlab_and_its_failure_browser_responds(jupyter
     shots.take("tp_case_2", element=controls)
     _click_in_browser(page, "◀ previous")
     again = _wait_for_case(page, "TP case 1 of", second)
-    assert again["pixels"] == first["pixels"] and again["details"] == first["details"], "previous did not return"
+    assert again["details"] == first["details"], "previous did not return to case 1's details"
+    assert _shows_same_picture(again, first), f"previous did not return to case 1's picture: {again['pixels']} " \
+                                              f"now, {first['pixels']} on the first visit"
     shots.take("tp_case_1_again", element=controls)
     _click_in_browser(page, "TN")  # the outcome filter: true negatives are normal images
     filtered = _wait_for_case(page, "TN case 1 of", again)
