@@ -36,12 +36,15 @@ def test_browser_steps_through_the_chosen_cases(results):
     b.threshold.value = "normal_only"        # A's false alarms at threshold 0.3: loudest first
     assert list(b.cases["image_id"]) == [3, 2]
     assert not b.next.disabled
+    first_picture, first_details = bytes(b.picture.value), b.details.value
     b.next.click()
     assert b.current_image_id == 2 and b.position.value == "FP case 2 of 2 (A)"
+    assert bytes(b.picture.value) != first_picture
     b.next.click()                           # clamped at the end
     assert b.current_image_id == 2
     b.previous.click()
-    assert b.current_image_id == 3
+    assert b.current_image_id == 3           # back: the very same picture and table, byte for byte
+    assert bytes(b.picture.value) == first_picture and b.details.value == first_details
 
 
 def test_browser_says_when_there_is_nothing_to_show(results):
