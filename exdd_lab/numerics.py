@@ -57,6 +57,23 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def cpu_label() -> str:
+    """A short name of this CPU for the folders of measured numeric paths, e.g. ``intel-xeon-processor-avx512``:
+    the model name from ``/proc/cpuinfo`` in lower case, and the widest vector extension it has."""
+    import re
+
+    model = "unknown-cpu"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next((line.split(":", 1)[1] for line in handle if line.startswith("model name")), model)
+    except OSError:
+        pass
+    model = re.sub(r"\((r|tm)\)|\bcpu\b|@.*$|\d+-core processor", "", model, flags=re.IGNORECASE)
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-") or "unknown-cpu"
+    widest = next((isa for isa, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx")) if flag in cpu_flags()), "")
+    return f"{slug}-{widest}" if widest else slug
+
+
 def numeric_environment(isa: str = "avx2", threads: int | None = None) -> dict[str, str]:
     """Environment variables that put a fresh process (a notebook kernel) on one numeric path.
 

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from exdd_lab.evaluation.metrics import auroc, average_precision, f1_max
-from exdd_lab.lab.references import (build_references, chance_bound, compare_metrics, is_quality_metric, load_references,
-                                     load_spread_runs, random_score_quantile, reference_entry, spread_table)
+from exdd_lab.lab.references import (build_references, chance_bound, compare_metrics, is_quality_metric, load_measurements,
+                                     load_recorded_spreads, load_references, random_score_quantile, reference_entry,
+                                     MIN_SEEDS, seed_tolerance, split_path_name, spread_table)
+from exdd_lab.lab.notebooks import MEASURED_DIR
+
+TRAINING_NOTEBOOKS = ("03", "04", "05", "06", "07")  # their numbers come out of a training run (DDPM, student-teacher)
 
 SPLIT = {"n_test_defect": 40, "n_test_good": 20}
 
@@ -85,26 +89,65 @@ def test_quality_metric_without_a_chance_level_is_refused():
     assert reference_entry("ddpm_best_count", 4, {})["referenced"] is False
 
 
-def test_build_references_from_measured_paths(tmp_path):
-    def write(path, values):
-        folder = tmp_path / path / "metrics"
-        folder.mkdir(parents=True)
-        (folder / "05_student_teacher.mtd.json").write_text(json.dumps({"notebook": "05", **SPLIT, **values}))
+def write_run(root, machine, path, values, notebook="05_student_teacher", run="mtd"):
+    folder = root / machine / path / "metrics"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{notebook}.{run}.json").write_text(json.dumps({"notebook": notebook, **SPLIT, **values}))
 
-    write("avx2-t2", {"image_auroc": 0.90, "aupro": 0.23, "train_steps": 21, "timing_fit_s": 3.0})
-    write("avx2-t1", {"image_auroc": 0.88, "aupro": 0.24, "train_steps": 21, "timing_fit_s": 5.0})
-    write("avx-t1", {"image_auroc": 0.91, "aupro": 0.22, "train_steps": 21, "timing_fit_s": 6.0})
-    paths = load_spread_runs(tmp_path)
-    assert set(paths) == {"avx2-t2", "avx2-t1", "avx-t1"}
-    assert spread_table(paths).loc[("05_student_teacher", "mtd", "image_auroc"), "spread"] == pytest.approx(0.03)
-    refs = build_references(paths, "avx2-t2")
+
+def test_build_references_from_measured_paths(tmp_path):
+    write_run(tmp_path, "cpu-a", "avx2-t2", {"image_auroc": 0.90, "aupro": 0.23, "train_steps": 21, "timing_fit_s": 3.0})
+    write_run(tmp_path, "cpu-a", "avx2-t1", {"image_auroc": 0.88, "aupro": 0.24, "train_steps": 21, "timing_fit_s": 5.0})
+    write_run(tmp_path, "cpu-a", "avx-t1", {"image_auroc": 0.91, "aupro": 0.22, "train_steps": 21, "timing_fit_s": 6.0})
+    measurements = load_measurements(tmp_path)
+    assert set(measurements["cpu-a"]) == {"avx2-t2", "avx2-t1", "avx-t1"}
+    assert spread_table(measurements["cpu-a"]).loc[("05_student_teacher", "mtd", "image_auroc"), "spread"] == pytest.approx(0.03)
+    refs = build_references(measurements, ("cpu-a", "avx2-t2"))
     entries = refs["05_student_teacher"]["mtd"]
     assert "timing_fit_s" not in entries
     assert entries["image_auroc"]["value"] == 0.90 and entries["image_auroc"]["abs_tol"] == pytest.approx(0.06)
     assert entries["image_auroc"]["spread_paths"] == 3 and entries["train_steps"]["spread"] == 0
+    assert "seed_sd" not in entries["image_auroc"]  # no seed runs: no seed spread claimed
     assert entries["aupro"]["referenced"] is False  # 0.23 - 2 x 0.02 reaches the AUPRO floor 0.2
     with pytest.raises(KeyError, match="pinned path"):
-        build_references(paths, "avx512-t2")
+        build_references(measurements, ("cpu-a", "avx512-t2"))
+
+
+def test_seed_tolerance_is_a_prediction_bound_over_training_seeds():
+    assert seed_tolerance(0.01, 5) == pytest.approx(4.604 * np.sqrt(2) * 0.01, rel=1e-3)  # t_4(0.995)
+    assert seed_tolerance(0.01, 10) < seed_tolerance(0.01, 5)  # more seeds, a tighter bound for the same sd
+    assert seed_tolerance(0.01, 2) == 0.0 and seed_tolerance(0.0, 5) == 0.0  # two runs are not a spread
+    assert split_path_name("avx2-t1-seed3") == ("avx2-t1", 3) and split_path_name("avx2-t2") == ("avx2-t2", 0)
+
+
+def test_references_cover_another_cpu_and_the_training_seeds(tmp_path):
+    """A second CPU's paths widen the numeric spread; training seeds on one path set the seed spread; a number
+    whose seed band reaches chance is recorded, not compared, and says the seeds are why."""
+    write_run(tmp_path, "cpu-a", "avx2-t2", {"head_image_auroc": 0.92, "head_aupro": 0.60, "disc_pixel_auroc": 0.78})
+    write_run(tmp_path, "cpu-b", "avx2-t2", {"head_image_auroc": 0.91, "head_aupro": 0.58, "disc_pixel_auroc": 0.781})
+    for seed, (image, aupro, pixel) in enumerate([(0.90, 0.45, 0.7805), (0.93, 0.70, 0.7812), (0.92, 0.31, 0.7808)], 1):
+        write_run(tmp_path, "cpu-b", f"avx2-t2-seed{seed}", {"head_image_auroc": image, "head_aupro": aupro, "disc_pixel_auroc": pixel})
+    entries = build_references(load_measurements(tmp_path), ("cpu-a", "avx2-t2"))["05_student_teacher"]["mtd"]
+    image = entries["head_image_auroc"]
+    assert image["spread"] == pytest.approx(0.01) and image["spread_paths"] == 2  # cpu-a against cpu-b
+    assert image["seeds"] == 4 and image["seed_sd"] == pytest.approx(np.std([0.91, 0.90, 0.93, 0.92], ddof=1), abs=1e-6)
+    assert image["abs_tol"] == pytest.approx(seed_tolerance(image["seed_sd"], 4), abs=1e-6)
+    assert compare_metrics({"head_image_auroc": 0.95}, {"head_image_auroc": image}) == []  # inside the seed band
+    assert compare_metrics({"head_image_auroc": 0.70}, {"head_image_auroc": image})  # a broken head is still caught
+    aupro = entries["head_aupro"]
+    assert aupro["referenced"] is False and "training seeds" in aupro["why"] and "chance level" in aupro["why"]
+    pixel = entries["disc_pixel_auroc"]  # a number that hardly moves keeps the quality floor 0.01
+    assert pixel.get("referenced", True) and pixel["abs_tol"] == pytest.approx(0.01)
+
+
+def test_recorded_spread_of_an_earlier_machine_still_counts(tmp_path):
+    write_run(tmp_path, "old-cpu", "avx2-t2", {"head_image_auroc": 0.92})
+    write_run(tmp_path, "new-cpu", "avx2-t2", {"head_image_auroc": 0.921})
+    (tmp_path / "old-cpu" / "recorded_spread.json").write_text(json.dumps(
+        {"paths": ["avx2-t2", "avx2-t1", "avx-t1"], "spread": {"05_student_teacher": {"mtd": {"head_image_auroc": 0.02}}}}))
+    recorded = load_recorded_spreads(tmp_path)
+    entry = build_references(load_measurements(tmp_path), ("old-cpu", "avx2-t2"), recorded)["05_student_teacher"]["mtd"]["head_image_auroc"]
+    assert entry["spread"] == 0.02 and entry["spread_paths"] == 4 and entry["abs_tol"] == pytest.approx(0.04)
 
 
 def test_committed_references_never_sit_in_a_chance_window():
@@ -131,5 +174,32 @@ def test_committed_references_never_sit_in_a_chance_window():
                     assert "ceiling" in entry, f"{where}: a quality metric without a chance level"
                     assert entry["value"] + tol < entry["ceiling"], f"{where}: band reaches the ceiling"
                 assert entry.get("spread_paths", 0) >= 3, f"{where}: no spread measured over numeric paths"
+                if notebook[:2] in TRAINING_NOTEBOOKS:
+                    assert entry.get("seeds", 0) >= MIN_SEEDS, f"{where}: a trained number without its spread over training seeds"
+                    assert entry["abs_tol"] >= seed_tolerance(entry["seed_sd"], entry["seeds"]) - 1e-6, f"{where}: tolerance below the seed bound"
                 checked += 1
     assert checked > 50
+
+
+def test_committed_references_hold_on_every_measured_cpu_path_and_seed():
+    """The committed measurements (every CPU's numeric paths and training seeds, tests/reference/measured) all pass
+    the committed references: a tolerance that a sound run on a measured CPU breaks is too tight. This is where the
+    Intel AVX-512 numbers that failed CI (issue 46: 0.91125 and 0.664923 on notebook 05, MTD) are held."""
+    refs = load_references()
+    measurements = load_measurements(MEASURED_DIR)
+    machines = {machine for machine in measurements}
+    assert len(machines) >= 2, f"expected the measurements of at least two CPUs, found {sorted(machines)}"
+    checked = 0
+    for machine, paths in measurements.items():
+        for path, notebooks in paths.items():
+            for notebook, by_run in notebooks.items():
+                for run, metrics in by_run.items():
+                    reference = refs.get(notebook, {}).get(run)
+                    if reference is None or run == "results":
+                        continue
+                    if split_path_name(path)[1]:  # a seed run: the exact counts and names of seed 0 need not hold
+                        reference = {k: e for k, e in reference.items() if isinstance(e.get("value"), float)}
+                    problems = compare_metrics(metrics, reference)
+                    assert not problems, f"{machine}/{path}: {notebook} on {run}:\n" + "\n".join(problems)
+                    checked += 1
+    assert checked >= 20

@@ -22,7 +22,7 @@ from exdd_lab.data.records import DefectDataset, Sample
 from exdd_lab.errors import SettingsError
 from exdd_lab.features import FeatureConfig
 from exdd_lab.methods.base import Detector, Prediction
-from exdd_lab.methods.registry import METHODS, build_method
+from exdd_lab.methods.registry import METHODS, build_method, training_seed
 from exdd_lab.evaluation.results import ResultSet
 from exdd_lab.evaluation.uncertainty import BootstrapSettings
 
@@ -63,7 +63,7 @@ def compared_methods(names: Sequence[str], features: FeatureConfig, train: Seque
         if defects is None:
             from exdd_lab.synthesis import DdpmConfig, cached_defect_set
 
-            seed = options.get("seed", 0)
+            seed = training_seed(options)
             defects = cached_defect_set(train, options.get("generator", "ddpm"), exdd_defects, seed=seed,
                                         image_size=features.image_size, model_dir=options.get("model_dir"),
                                         progress=progress, ddpm_config=DdpmConfig(image_size=features.image_size, seed=seed))

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from exdd_lab.components.environment import temporary_environment
-from exdd_lab.lab.references import REFERENCE_FILE, build_references, load_references, load_spread_runs
+from exdd_lab.errors import ExddError
+from exdd_lab.lab.references import REFERENCE_FILE, build_references, load_references
 from exdd_lab.storage import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -179,10 +180,11 @@ def reference_runs() -> dict[str, dict]:
     return runs
 
 
-def run_reference_set(out_dir: Path, env: dict[str, str] | None = None,
-                      notebooks: list[Path] | None = None) -> dict[str, dict[str, dict]]:
+def run_reference_set(out_dir: Path, env: dict[str, str] | None = None, notebooks: list[Path] | None = None,
+                      parameters: dict | None = None) -> dict[str, dict[str, dict]]:
     """Execute every notebook for every reference run into ``out_dir`` (executed notebooks and their
-    metrics JSON side by side). Returns ``{notebook: {run: metrics}}``."""
+    metrics JSON side by side), with ``parameters`` on top of each run's (e.g. ``{"train_seed": 3}``).
+    Returns ``{notebook: {run: metrics}}``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict]] = {}
@@ -191,44 +193,59 @@ def run_reference_set(out_dir: Path, env: dict[str, str] | None = None,
             metrics_file = out_dir / f"{nb.stem}.{run_name}.json"
             print(f"executing {nb.name} on {run_name} ...", flush=True)
             seconds = execute_notebook(nb, out_dir / f"{nb.stem}.{run_name}.ipynb",
-                                       dict(params, metrics_path=str(metrics_file)), env=env)
+                                       dict(params, **(parameters or {}), metrics_path=str(metrics_file)), env=env)
             print(f"  {seconds:.0f} s", flush=True)
             results.setdefault(nb.stem, {})[run_name] = json.loads(metrics_file.read_text())
     return results
 
 
-SPREAD_DIR = REPO_ROOT / "runs" / "numeric-spread"
+MEASURED_DIR = REPO_ROOT / "tests" / "reference" / "measured"
 
 
-def update_references(spread_dir: Path = SPREAD_DIR, pinned: str | None = None, only: list[str] | None = None) -> Path:
-    """Rewrite the reference file and the committed check-cell outputs from measured numeric paths.
+def pinned_path(measurements: dict, references: dict | None = None) -> tuple[str, str]:
+    """The ``(machine, path)`` whose numbers the references hold: the committed file's, while that machine's
+    measurements are still there (another CPU only widens the spread), else this CPU's ``avx2-t2``."""
+    from exdd_lab.numerics import cpu_label
 
-    ``only`` (notebook numbers, e.g. ``["08"]``) replaces just those notebooks' entries and check outputs and
-    keeps every other notebook's as committed: for a new notebook, measured with
-    ``numeric_spread.py --notebooks 08 --out DIR`` on each path, without re-running the whole set.
+    committed = (references if references is not None else load_references()).get("_numeric_paths", {}).get("pinned", "")
+    machine, _, path = committed.partition("/")
+    if path and path in measurements.get(machine, {}):
+        return machine, path
+    return cpu_label(), "avx2-t2"
 
-    ``spread_dir`` holds the runs of ``benchmarks/numeric_spread.py`` (one folder per instruction-set cap
-    and thread count); the values come from ``pinned`` (default: the harness's cap with 2 threads), the
-    tolerances from the spread over all of them. Without any measured path, the notebooks are executed
-    once on the harness's path (no spread recorded). A deliberate act: run ``make references`` and
-    review the diff."""
-    import tempfile
 
-    from exdd_lab.numerics import harness_environment
+def update_references(measured_dir: Path = MEASURED_DIR, pinned: tuple[str, str] | None = None,
+                      only: list[str] | None = None, executed_dir: Path | None = None) -> Path:
+    """Rewrite the reference file (and, with ``executed_dir``, the committed check-cell outputs) from the measured
+    numeric paths and training seeds of every machine.
 
-    pinned = pinned or f"{os.environ.get('EXDD_LAB_ISA', 'avx2')}-t2"
-    paths = load_spread_runs(spread_dir)
-    if pinned not in paths:
-        work = Path(tempfile.mkdtemp(prefix="exdd-refs-")) / pinned
-        run_reference_set(work / "metrics", harness_environment())
-        paths = {pinned: load_spread_runs(work.parent)[pinned]}
-        spread_dir = work.parent
-    built = build_references(paths, pinned)
+    ``measured_dir`` holds ``<machine>/<path>/metrics/*.json`` as ``benchmarks/numeric_spread.py`` copies them
+    (a path ``<isa>-t<threads>``, or ``<isa>-t<threads>-seed<k>`` for a training seed) and a machine's
+    ``recorded_spread.json`` where only its range was kept. The values come from ``pinned`` (machine, path); the
+    tolerances from the spread over all of them (:func:`exdd_lab.lab.references.build_references`); ``pinned``
+    defaults to :func:`pinned_path`.
+    ``only`` (notebook numbers, e.g. ``["08"]``) replaces just those notebooks' entries and keeps the others as
+    committed. ``executed_dir``: the pinned path's executed notebooks, whose procedural runs give the check cells
+    their outputs (default ``runs/numeric-spread/<machine>/<path>/metrics`` where this machine ran them; else the
+    check cells stay as committed). A deliberate act: run ``make references`` and review the diff."""
+    from exdd_lab.lab.references import load_measurements, load_recorded_spreads
+
+    measurements = load_measurements(measured_dir)
+    pinned = pinned or pinned_path(measurements)
+    executed_dir = executed_dir or REPO_ROOT / "runs" / "numeric-spread" / pinned[0] / pinned[1] / "metrics"
+    built = build_references(measurements, pinned, load_recorded_spreads(measured_dir))
     chosen = [nb for nb in list_notebooks() if not only or nb.name[:2] in only]
+    missing = [nb.stem for nb in chosen if nb.stem not in built]
+    if missing:
+        raise ExddError(f"the pinned path {'/'.join(pinned)} has no measurements of {', '.join(missing)}",
+                        f"measure them there (benchmarks/numeric_spread.py --notebooks ...) or pass only=[...] "
+                        f"with the notebooks it has")
     if only:
         kept = load_references()
-        built = {**kept, **{nb.stem: built[nb.stem] for nb in chosen}}
+        built = {**kept, **{nb.stem: built[nb.stem] for nb in chosen}, "_numeric_paths": built["_numeric_paths"]}
     atomic_write_json(REFERENCE_FILE, built)
     for nb in chosen:  # the committed defaults (procedural): nbval re-checks these outputs
-        strip_outputs(nb, Path(spread_dir) / pinned / "metrics" / f"{nb.stem}.procedural.ipynb")
+        executed = Path(executed_dir) / f"{nb.stem}.procedural.ipynb"
+        if executed.is_file():
+            strip_outputs(nb, executed)
     return REFERENCE_FILE

@@ -4,7 +4,11 @@ A reference entry is ``{"value": v, "abs_tol": a, "rel_tol": r}``; a measured nu
 ``|got - v| <= max(a, r * |v|)``. Numbers of trained models also carry
 
 - ``spread``: how far the number moved across the numeric paths measured by
-  ``benchmarks/numeric_spread.py`` (instruction-set caps x thread counts), from which the tolerance is set;
+  ``benchmarks/numeric_spread.py`` (instruction-set caps x thread counts, on every CPU measured so far);
+- ``seed_sd``: the standard deviation of a trained number over training seeds (the data split fixed), because
+  a sound model trained on another CPU lands as far from the reference as a model trained from another seed
+  does -- a few hundred steps amplify the last bits of a sum as much as another draw of the initial weights;
+- the tolerance covers both (:func:`tolerance_from_spread`);
 - ``floor`` (or ``ceiling`` for a loss): a level that a working method clears and a constant or random
   score does not (AUROC 0.5, the AUPRO of a constant map, the F1 of flagging every image). A reference
   band that reaches the floor would let a broken method pass, so it is refused.
@@ -28,6 +32,32 @@ def load_spread_runs(folder: Path) -> dict[str, dict[str, dict[str, dict]]]:
             notebook, run = file.stem.rsplit(".", 1)
             runs.setdefault(metrics_dir.parent.name, {}).setdefault(notebook, {})[run] = json.loads(file.read_text())
     return runs
+
+
+SEED_MARK = "-seed"  # a path folder named "<isa>-t<threads>-seed<k>" holds a run with train_seed=k on that path
+
+
+def split_path_name(name: str) -> tuple[str, int]:
+    """``"avx2-t1-seed3"`` -> ``("avx2-t1", 3)``; a path without the mark is that path's seed-0 run."""
+    path, mark, seed = name.rpartition(SEED_MARK)
+    return (path, int(seed)) if mark and seed.isdigit() else (name, 0)
+
+
+def load_measurements(folder: Path) -> dict[str, dict[str, dict[str, dict[str, dict]]]]:
+    """``{machine: {path: {notebook: {run: metrics}}}}`` from ``folder/<machine>/<path>/metrics/*.json``: every
+    CPU's numeric paths and training seeds that ``benchmarks/numeric_spread.py`` measured (committed, so the next
+    CPU adds its folder and the references are rebuilt over all of them)."""
+    return {machine.name: runs for machine in sorted(Path(folder).iterdir())
+            if machine.is_dir() and (runs := load_spread_runs(machine))} if Path(folder).is_dir() else {}
+
+
+def load_recorded_spreads(folder: Path) -> dict[str, dict]:
+    """``{machine: {"paths": [...], "spread": {notebook: {run: {key: spread}}}}}`` from
+    ``folder/<machine>/recorded_spread.json``: the spread of a machine whose per-path numbers were not kept,
+    only its range (the first machine's, before the measurements were committed)."""
+    if not Path(folder).is_dir():
+        return {}
+    return {file.parent.name: json.loads(file.read_text()) for file in sorted(Path(folder).glob("*/recorded_spread.json"))}
 
 
 def spread_table(runs: dict[str, dict[str, dict[str, dict]]]) -> pd.DataFrame:
@@ -120,6 +150,10 @@ def chance_bound(key: str, metrics: dict) -> tuple[str, float, str] | None:
 DEFAULT_ABS_TOL = 1e-3
 DEFAULT_REL_TOL = 1e-3
 SPREAD_FACTOR = 2.0   # tolerance = twice the spread measured over the numeric paths (a few paths sample it)
+# A run on another CPU is treated as another draw of the training: its difference to the reference (itself one
+# draw) has standard deviation sqrt(2) x sigma, and sigma is estimated from a few seeds, hence Student's t.
+SEED_CONFIDENCE = 0.99  # two-sided: a sound method on a new CPU fails a trained key in about 1 run of 100
+MIN_SEEDS = 3           # a seed spread from fewer runs is not a spread
 # A quality metric on a few dozen test images moves in steps (one swapped pair of 40 x 20 images: 0.00125
 # AUROC; one image across the threshold: about 0.01 F1); no quality tolerance is finer than this.
 MIN_QUALITY_TOL = 0.01
@@ -143,22 +177,43 @@ def is_quality_metric(key: str) -> bool:
     return key.endswith(QUALITY_SUFFIXES) and not key.startswith(YARDSTICKS)
 
 
+def seed_tolerance(seed_sd: float, n_seeds: int, confidence: float = SEED_CONFIDENCE) -> float:
+    """How far a sound run may land from the reference, given the standard deviation ``seed_sd`` of that number
+    over ``n_seeds`` training seeds: ``t_{n-1}((1 + confidence) / 2) * sqrt(2) * seed_sd`` (a prediction bound
+    for the difference of two draws, sigma estimated from the seeds). Zero without at least ``MIN_SEEDS`` seeds."""
+    if n_seeds < MIN_SEEDS or not seed_sd:
+        return 0.0
+    from scipy.stats import t
+
+    return float(t.ppf((1 + confidence) / 2, n_seeds - 1) * math.sqrt(2) * seed_sd)
+
+
+def tolerance_from_spread(key: str, spread: float | None, seed_sd: float | None = None, n_seeds: int = 0) -> float:
+    """The absolute tolerance of a number: the largest of a floor (0.01 for a quality metric, 0.001 otherwise),
+    twice the numeric-path spread, and the seed bound :func:`seed_tolerance`."""
+    floor = MIN_QUALITY_TOL if is_quality_metric(key) else DEFAULT_ABS_TOL
+    return max(floor, SPREAD_FACTOR * (spread or 0.0), seed_tolerance(seed_sd or 0.0, n_seeds))
+
+
 def _tolerance(entry: dict) -> float:
     return max(entry.get("abs_tol", DEFAULT_ABS_TOL), entry.get("rel_tol", DEFAULT_REL_TOL) * abs(entry["value"]))
 
 
-def reference_entry(key: str, value, metrics: dict, spread: float | None = None, n_paths: int = 0) -> dict:
-    """One key's reference: its value, a tolerance from the measured spread, its chance level, and
-    ``referenced: false`` with the reason where a comparison could not tell a broken method."""
+def reference_entry(key: str, value, metrics: dict, spread: float | None = None, n_paths: int = 0,
+                    seed_sd: float | None = None, n_seeds: int = 0) -> dict:
+    """One key's reference: its value, a tolerance from the measured spreads (numeric paths, training seeds),
+    its chance level, and ``referenced: false`` with the reason where a comparison could not tell a broken method."""
     entry: dict = {"value": value}
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if numeric and (isinstance(value, float) or spread):
-        floor = MIN_QUALITY_TOL if is_quality_metric(key) else DEFAULT_ABS_TOL
-        entry["abs_tol"] = round(max(floor, SPREAD_FACTOR * (spread or 0.0)), 6)
+    if numeric and (isinstance(value, float) or spread or seed_sd):
+        entry["abs_tol"] = round(tolerance_from_spread(key, spread, seed_sd, n_seeds), 6)
         entry["rel_tol"] = DEFAULT_REL_TOL
     if spread is not None:
         entry["spread"] = round(spread, 6)
         entry["spread_paths"] = n_paths
+    if n_seeds >= MIN_SEEDS and seed_sd is not None:
+        entry["seed_sd"] = round(seed_sd, 6)
+        entry["seeds"] = n_seeds
     skip = next((why for pattern, why in NOT_REFERENCED.items() if key.endswith(pattern)), None)
     bound = chance_bound(key, metrics) if numeric and is_quality_metric(key) else None
     if numeric and is_quality_metric(key) and bound is None and skip is None:
@@ -168,34 +223,85 @@ def reference_entry(key: str, value, metrics: dict, spread: float | None = None,
         entry[kind], entry[f"{kind}_why"] = level, why
         reaches = (value - _tolerance(entry) <= level) if kind == "floor" else (value + _tolerance(entry) >= level)
         if reaches and skip is None:
-            skip = (f"chance level: the band {value:.3f} ± {_tolerance(entry):.3f} reaches the {kind} {level} "
+            wide = " (its spread over training seeds)" if seed_tolerance(seed_sd or 0.0, n_seeds) >= _tolerance(entry) else ""
+            skip = (f"chance level: the band {value:.3f} ± {_tolerance(entry):.3f}{wide} reaches the {kind} {level} "
                     f"({why}), so a broken method would pass")
     if skip:
         entry["referenced"], entry["why"] = False, skip
     return entry
 
 
-def build_references(paths: dict[str, dict[str, dict[str, dict]]], pinned: str) -> dict:
-    """Reference entries for every notebook and run: values from the ``pinned`` numeric path, spread over
-    all ``paths`` (``{path: {notebook: {run: metrics}}}``, as :func:`load_spread_runs` reads them)."""
-    if pinned not in paths:
-        raise KeyError(f"the pinned path {pinned!r} was not measured (have: {', '.join(paths) or 'none'})")
-    spreads = spread_table(paths)
+def key_spreads(measurements: dict[str, dict[str, dict]], recorded: dict[str, dict] | None = None
+                ) -> dict[tuple[str, str, str], dict]:
+    """Per ``(notebook, run, key)``: ``spread`` (max - min over every machine's numeric paths, seed 0, and at
+    least any recorded spread), ``n_paths`` (how many paths that covers), ``seed_sd`` and ``n_seeds`` (the widest
+    standard deviation over training seeds of one machine's path, seed 0 included)."""
+    values: dict[tuple, list[float]] = {}
+    seeds: dict[tuple, dict[tuple[str, str], list[float]]] = {}
+    path_names: dict[tuple, set[tuple[str, str]]] = {}
+    for machine, paths in measurements.items():
+        for name, notebooks in paths.items():
+            path, seed = split_path_name(name)
+            for notebook, by_run in notebooks.items():
+                for run, metrics in by_run.items():
+                    for key, value in metrics.items():
+                        if isinstance(value, bool) or not isinstance(value, (int, float)) or key.startswith("timing_"):
+                            continue
+                        where = (notebook, run, key)
+                        if seed == 0:
+                            values.setdefault(where, []).append(float(value))
+                            path_names.setdefault(where, set()).add((machine, path))
+                        seeds.setdefault(where, {}).setdefault((machine, path), []).append(float(value))
+    recorded = recorded or {}
+    out: dict[tuple[str, str, str], dict] = {}
+    for where in set(values) | {(nb, run, key) for record in recorded.values()
+                                for nb, runs in record.get("spread", {}).items() for run, keys in runs.items() for key in keys}:
+        measured = values.get(where, [])
+        spread = max(measured) - min(measured) if measured else 0.0
+        covered = set(path_names.get(where, set()))
+        for machine, record in recorded.items():
+            kept = record.get("spread", {}).get(where[0], {}).get(where[1], {})
+            if where[2] in kept:
+                spread = max(spread, float(kept[where[2]]))
+                covered.update((machine, path) for path in record.get("paths", []))
+        groups = [g for g in seeds.get(where, {}).values() if len(g) >= MIN_SEEDS]
+        sd, n_seeds = 0.0, 0
+        for group in groups:  # the widest machine's seed spread (a seed run without its seed 0 is not a group)
+            group_sd = float(np.std(group, ddof=1))
+            if group_sd >= sd:
+                sd, n_seeds = group_sd, len(group)
+        out[where] = {"spread": spread, "n_paths": len(covered), "seed_sd": sd if groups else None, "n_seeds": n_seeds}
+    return out
+
+
+def build_references(measurements: dict[str, dict[str, dict]], pinned: tuple[str, str],
+                     recorded: dict[str, dict] | None = None) -> dict:
+    """Reference entries for every notebook and run: values from the ``pinned`` ``(machine, path)``, tolerances
+    from the spread over every machine's numeric paths and training seeds (``{machine: {path: {notebook: {run:
+    metrics}}}}``, as :func:`load_measurements` reads them) and any ``recorded`` spread (:func:`load_recorded_spreads`)."""
+    machine, path = pinned
+    if path not in measurements.get(machine, {}):
+        have = [f"{m}/{p}" for m, paths in measurements.items() for p in paths]
+        raise KeyError(f"the pinned path {machine}/{path} was not measured (have: {', '.join(have) or 'none'})")
+    spreads = key_spreads(measurements, recorded)
     refs: dict = {}
-    for notebook, by_run in sorted(paths[pinned].items()):
+    for notebook, by_run in sorted(measurements[machine][path].items()):
         for run, metrics in sorted(by_run.items()):
             entries = {}
             for key, value in metrics.items():
                 if key == "notebook" or key.startswith("timing_"):  # timings are reported, never compared
                     continue
-                spread, n = None, 0
-                if (notebook, run, key) in spreads.index:
-                    row = spreads.loc[(notebook, run, key)].drop("spread").dropna()
-                    spread, n = float(row.max() - row.min()), int(len(row))
-                entries[key] = reference_entry(key, value, metrics, spread, n)
+                found = spreads.get((notebook, run, key))
+                entries[key] = (reference_entry(key, value, metrics, found["spread"], found["n_paths"], found["seed_sd"],
+                                                found["n_seeds"]) if found else reference_entry(key, value, metrics))
             refs.setdefault(notebook, {})[run] = entries
-    refs["_numeric_paths"] = {"pinned": pinned, "measured": sorted(paths),
-                              "how": "benchmarks/numeric_spread.py; tolerance = max(0.001, 2 x spread), at least 0.01 for quality metrics"}
+    measured = sorted({f"{m}/{split_path_name(p)[0]}" for m, paths in measurements.items() for p in paths}
+                      | {f"{m}/{p}" for m, record in (recorded or {}).items() for p in record.get("paths", [])})
+    seeds = sorted({f"{m}/{p}" for m, paths in measurements.items() for p in paths if split_path_name(p)[1]})
+    refs["_numeric_paths"] = {"pinned": f"{machine}/{path}", "measured": measured, "seed_runs": seeds,
+                              "how": "benchmarks/numeric_spread.py; tolerance = max(floor, 2 x spread, "
+                                     f"t_(n-1)({(1 + SEED_CONFIDENCE) / 2:.3f}) x sqrt(2) x seed_sd), floor 0.01 for "
+                                     "quality metrics and 0.001 otherwise (benchmarks/README.md: Numeric spread)"}
     return refs
 
 

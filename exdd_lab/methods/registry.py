@@ -62,6 +62,15 @@ def load_exdd(folder: Path, extractor=None) -> Detector:
     return ExDD.load(folder, extractor)
 
 
+def training_seed(options: dict) -> int:
+    """The seed of what a method trains or draws (the student-teacher, its DDPM and synthetic defects):
+    ``options["train_seed"]`` when given, else ``options["seed"]``, so a trained model can be re-drawn while
+    the rest of the run (coresets, splits) stays as it was -- how the notebook references measure the
+    spread over trainings."""
+    value = options.get("train_seed")
+    return options.get("seed", 0) if value is None else value
+
+
 def build_student_teacher(features: FeatureConfig, options: dict) -> Detector:
     from exdd_lab.methods.student_teacher import StudentTeacher, StudentTeacherSettings
     from exdd_lab.student_teacher import StudentTeacherConfig
@@ -70,7 +79,7 @@ def build_student_teacher(features: FeatureConfig, options: dict) -> Detector:
     design = design_fields(options.get("design"))
     config = StudentTeacherConfig(**{**design, "backbone": features.backbone, "weights": features.weights,
                                      "image_size": features.image_size, "epochs": options.get("epochs") or design["epochs"],
-                                     "seed": options.get("seed", 0)})
+                                     "seed": training_seed(options)})
     settings = StudentTeacherSettings(generator=options.get("generator", "ddpm"),
                                       n_synthetic=options.get("n_synthetic") or StudentTeacherSettings.n_synthetic,
                                       ddpm_steps=options.get("ddpm_steps") or StudentTeacherSettings.ddpm_steps,
