@@ -92,6 +92,33 @@ def copy_metrics(run_folder: Path, machine: str, path: str) -> Path:
     return target
 
 
+def markdown_table(measurements: dict) -> str:
+    """One row per compared-or-not key whose tolerance is wider than its floor: the committed reference against
+    every CPU's paths and the training seeds (what benchmarks/README.md shows)."""
+    from exdd_lab.lab.references import load_references, split_path_name
+
+    refs = load_references()
+    columns = [(m, p) for m, paths in measurements.items() for p in sorted(paths) if not split_path_name(p)[1]]
+    seed_columns = [(m, p) for m, paths in measurements.items() for p in sorted(paths) if split_path_name(p)[1]]
+    head = (["notebook", "run", "key", "reference"] + [f"{m.split('-')[0]} {p}" for m, p in columns]
+            + [f"seed {split_path_name(p)[1]}" for _, p in seed_columns] + ["path spread", "seed sd", "tolerance", "floor", "compared"])
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for notebook, runs in sorted((nb, r) for nb, r in refs.items() if not nb.startswith("_")):
+        for run, entries in sorted(runs.items()):
+            for key, entry in sorted(entries.items()):
+                tol = entry.get("abs_tol")
+                if tol is None or tol <= 0.0100001 or not isinstance(entry["value"], float):
+                    continue
+                cell = lambda m, p: measurements[m][p].get(notebook, {}).get(run, {}).get(key)
+                fmt = lambda v: "–" if v is None else f"{v:.4f}"
+                rows.append("| " + " | ".join(
+                    [notebook[:2], run, key, fmt(entry["value"])] + [fmt(cell(m, p)) for m, p in columns]
+                    + [fmt(cell(m, p)) for m, p in seed_columns]
+                    + [fmt(entry.get("spread")), fmt(entry.get("seed_sd")), f"{tol:.4f}", fmt(entry.get("floor", entry.get("ceiling"))),
+                       "yes" if entry.get("referenced", True) else "no"]) + " |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--isa", choices=tuple(ISA_CAPS), default="avx2", help="instruction-set cap (default avx2, the harness's pin)")
@@ -104,6 +131,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the executed notebooks go")
     parser.add_argument("--summary", action="store_true", help="only print the spreads of what was measured so far")
     parser.add_argument("--probe", action="store_true", help="only print which kernels each library picks on this path")
+    parser.add_argument("--markdown", action="store_true",
+                        help="with --summary: the keys whose tolerance the spreads widen, as a Markdown table (benchmarks/README.md)")
     parser.add_argument("--reuse-cache", action="store_true",
                         help="keep this path's cache: models whose inputs did not change (e.g. the DDPM after a feature "
                              "change) are reused -- they were trained on this same path; everything keyed anew is re-made")
@@ -127,6 +156,9 @@ def main() -> None:
         run_reference_set(folder / "metrics", env, books, parameters)
         print(f"{args.machine}/{path}: {time.perf_counter() - start:.0f} s; metrics in {copy_metrics(folder, args.machine, path)}")
     measurements = load_measurements(MEASURED_DIR)
+    if args.markdown:
+        print(markdown_table(measurements))
+        return
     for machine, paths in measurements.items():
         table = spread_table(paths)
         if len(table):

@@ -41,3 +41,14 @@ def test_method_satisfies_the_protocol_and_its_hooks(name):
         assert METHODS[name].saved_as and METHODS[name].load is not None, f"{name} saves but cannot be loaded by name"
     else:
         assert METHODS[name].saved_as is None
+
+
+def test_train_seed_reaches_the_trained_method_only():
+    """``options["train_seed"]`` re-draws the student-teacher (and its synthetic defects) and leaves the coresets
+    of PatchCore and ExDD on ``options["seed"]``; without it the trained method follows ``seed``."""
+    features = FeatureConfig(image_size=64)
+    options = {"seed": 2, "train_seed": 7}
+    assert build_method("student-teacher", features, options).config.seed == 7
+    assert build_method("student-teacher", features, {"seed": 2}).config.seed == 2
+    assert build_method("patchcore", features, options).settings.seed == 2
+    assert build_method("exdd", features, options).settings.seed == 2

@@ -66,3 +66,18 @@ def test_strip_outputs_removes_everything_but_checked_text(tmp_path):
     shutil.copy(path, tmp_path / "again.ipynb")
     strip_outputs(tmp_path / "again.ipynb")
     assert (tmp_path / "again.ipynb").read_text() == path.read_text(), "stripping is idempotent"
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] in ("03", "04", "05", "06", "07")], ids=lambda p: p.stem)
+def test_training_notebooks_take_a_training_seed_apart_from_the_split(path):
+    """The references' seed spread re-runs these notebooks with ``train_seed=k``: it must reach what the notebook
+    trains or draws, and leave the data split on ``seed`` (a different split is not the spread over trainings)."""
+    nb = nbformat.read(str(path), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "\ntrain_seed = None" in "\n" + code[0].source, f"{path.name}: parameter 'train_seed' missing"
+    body = "\n".join(c.source for c in code[1:])
+    assert "train_seed = seed if train_seed is None else train_seed" in body
+    assert body.count("train_seed") >= 3, f"{path.name}: train_seed reaches nothing that trains"
+    for line in body.splitlines():
+        if "load_dataset(" in line or "subsample(" in line:
+            assert "train_seed" not in line, f"{path.name}: the data split must stay on seed: {line.strip()}"
