@@ -36,6 +36,10 @@ DESIGN_HELP = ("student-teacher design: reverse (default: reverse distillation o
                "8+16: small sharp defects) or image-encoder (the first design); benchmarks/README.md compares them")
 
 
+#: Exit codes a scheduler can act on (README: For analysts).
+EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="procedural",
                    help="dataset folder, or 'procedural' for the built-in generated default (the default)")
@@ -249,7 +253,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     out = save_fit(detector, report, args.out, draw)
     for line in report.lines():
         print(line)
-    print(f"saved to {out} (fit_report.json, held_out_scores.png); score new images with "
+    written = ", ".join(name for name in ("fit_report.json", "held_out_scores.png") if (out / name).is_file())
+    print(f"saved to {out} ({written}); score new images with "
           f"`exdd-lab score --model {out} --images ARCHIVE --out RESULTS`")
     return 0
 
@@ -349,7 +354,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                             workers=args.workers, address=args.address, progress=not args.quiet, runtime=args.runtime)
     for line in summary.lines():
         print(line)
-    return 0 if summary.ok else 1
+    return EXIT_OK if summary.ok else EXIT_SOME_FAILED
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -536,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("score", help="score an archive (folder tree, glob or list file) with a saved detector: "
                                      "streaming, resumable, local or on Ray")
-    p.add_argument("--model", required=True, help="folder written by `evaluate --method M --save-model DIR`, or by `export`")
+    p.add_argument("--model", required=True, help="a saved detector: the folder written by `fit --out`, `evaluate --save-model` or `export`")
     p.add_argument("--images", required=True,
                    help="a folder (scanned recursively), a quoted glob ('archive/**/*.png') or a list file "
                         "(.txt/.csv/.parquet of paths)")
@@ -560,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a saved detector as one ONNX or OpenVINO graph: PatchCore's and ExDD's "
                                       "feature front-end (the banks travel beside it), the student-teacher's networks; "
                                       "score it with `score --runtime`")
-    p.add_argument("--model", required=True, help="folder written by `evaluate --method M --save-model DIR`")
+    p.add_argument("--model", required=True, help="a saved detector: the folder written by `fit --out` or `evaluate --save-model`")
     p.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="graph format (onnx runs in both runtimes)")
     p.add_argument("--out", required=True, help="new folder for the export (never overwritten)")
     p.set_defaults(func=cmd_export)
@@ -579,13 +584,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_terminated(signum, frame) -> None:
+    from exdd_lab.errors import Terminated
+
+    raise Terminated()
+
+
+def crash_log(exc: BaseException) -> Path:
+    """Write the traceback of an unexpected error under the kit's cache (``logs/``); return its path."""
+    import datetime
+    import os
+    import traceback
+
+    from exdd_lab.storage import atomic_write, cache_root
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = cache_root() / "logs" / f"exdd-lab-{stamp}-{os.getpid()}.log"
+    with atomic_write(path, "w") as handle:
+        handle.write(f"exdd-lab {' '.join(sys.argv[1:])}\n\n")
+        handle.write("".join(traceback.format_exception(exc)))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Exit codes: 0 done; 1 some image of this run could not be scored (``errors.csv``);
+    2 bad input or usage (one line naming the input and the fix); 3 an internal error (its traceback written to a
+    log whose path is printed); 130 / 143 interrupted by Ctrl-C / SIGTERM (what finished is kept: rerun to resume)."""
+    import signal
+
+    from exdd_lab.errors import Interrupted, Terminated
+
     args = build_parser().parse_args(argv)
     try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (a notebook, a worker): leave SIGTERM alone
+        previous = None
+    try:
         return args.func(args)
+    except Interrupted as exc:
+        print(f"{exc.what}; {exc.fix}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        print("interrupted; nothing half-written is left: rerun the same command", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except ExddError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug, not bad input: one line here, the traceback in a log
+        try:
+            where = f"traceback in {crash_log(exc)}"
+        except OSError as log_error:
+            where = f"and its traceback could not be written ({log_error})"
+        print(f"internal error: {type(exc).__name__}: {exc} -- {where}; please report it", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,21 @@ class WeightsNotFoundError(ExddError, FileNotFoundError):
 
 class ExportError(ExddError):
     """An export that cannot be made or loaded: a missing runtime, an old or changed folder."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt by the command line so that it stops as cleanly as Ctrl-C does."""
+
+
+class Interrupted(ExddError):
+    """A run stopped by Ctrl-C or SIGTERM after ``done`` of ``total`` images; what was finished is kept."""
+
+    def __init__(self, done: int, total: int, terminated: bool = False) -> None:
+        self.done, self.total, self.terminated = done, total, terminated
+        super().__init__(f"interrupted after {done} of {total} images",
+                         "rerun the same command to resume: the images scored so far are kept, none is scored twice")
+
+    @property
+    def exit_code(self) -> int:
+        """130 for Ctrl-C (SIGINT), 143 for SIGTERM: the shell's 128 + signal number."""
+        return 143 if self.terminated else 130

@@ -256,3 +256,63 @@ def test_results_inside_the_archive_are_never_scored_as_new_images(saved_patchco
     first = score_archive(saved_patchcore, source, source / "results", save_maps=True, progress=False)
     again = score_archive(saved_patchcore, source, source / "results", save_maps=True, progress=False)
     assert first.new_inputs == len(list(archive.joinpath("2026-11-30").iterdir())) and again.new_inputs == 0
+
+
+def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "exdd_lab", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("signal_number,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_score_says_how_far_it_got_and_how_to_resume(slow_model, archive, tmp_path, signal_number, code):
+    """Ctrl-C and SIGTERM on a real `exdd-lab score`: one line saying how many images were done and that the same
+    command resumes, exit 130 / 143, no traceback; the shards written stay and the rerun finishes the rest."""
+    images = _big_archive(archive, tmp_path / "big", copies=16)  # 160 images, 40 shards of 4
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "exdd_lab", "score", "--model", str(slow_model), "--images", str(images),
+               "--out", str(out), "--shard-size", "4", "--quiet"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while (not (out / "shards").is_dir() or len(list((out / "shards").glob("*.parquet"))) < 3) and time.time() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal_number)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == code, stderr
+    assert "Traceback" not in stderr and "rerun the same command to resume" in stderr, stderr
+    done = int(stderr.split("interrupted after ")[1].split(" of ")[0])
+    assert " of 160 images" in stderr and 12 <= done < 160 and done % 4 == 0, stderr
+    assert len(list((out / "shards").glob("*.parquet"))) == done // 4  # every finished shard kept, no partial one
+    assert not list(out.rglob("*.tmp"))
+    if signal_number == signal.SIGINT:  # the resume itself is checked against an uninterrupted run after SIGKILL above
+        resumed = score_archive(slow_model, images, out, shard_size=4, progress=False)
+        assert resumed.scored_now == 160 - done and len(read_results(out)) == 160
+
+
+@pytest.mark.parametrize("damaged", ["bank.safetensors", "patchcore.json"])
+def test_a_damaged_model_file_is_bad_input_naming_the_file(saved_patchcore, archive, tmp_path, damaged):
+    model = tmp_path / "model"
+    shutil.copytree(saved_patchcore, model)
+    data = (model / damaged).read_bytes()
+    (model / damaged).write_bytes(data[: len(data) // 2])  # a copy cut short
+    result = _run_cli("score", "--model", str(model), "--images", str(archive / "2026-11-30"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert f"{model / damaged} is damaged or truncated" in result.stderr and "exdd-lab fit" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out" / "scores.csv").exists()
+
+
+def test_an_internal_error_exits_3_with_its_traceback_in_a_log(tmp_path):
+    """A bug (here a command replaced by one that divides by zero) is not bad input: exit 3, one line that names
+    the log, and the log holds the traceback."""
+    code = ("import sys, exdd_lab.cli as cli\ncli.cmd_datasets = lambda args: 1 / 0\n"
+            "sys.exit(cli.main(['datasets']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "EXDD_LAB_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("internal error: ZeroDivisionError"), result.stderr
+    log = Path(lines[0].split("traceback in ")[1].split(";")[0])
+    assert log.parent == tmp_path / "cache" / "logs" and "ZeroDivisionError" in log.read_text()
+    assert "Traceback (most recent call last)" in log.read_text()

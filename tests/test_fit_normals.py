@@ -155,3 +155,20 @@ def test_notebook_08_fits_on_the_analysts_normals_and_scores_their_archive(norma
     assert sorted(p.relative_to(archive) for p in archive.rglob("*")) == before  # the analyst's archive is untouched
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["n_scored"] == len([p for p in before if p.suffix == ".png"]) and metrics["archive_image_auroc"] is None
+
+
+def test_messages_name_the_argument_the_user_typed_and_every_command_that_writes_a_model(tmp_path, capsys):
+    from exdd_lab.cli import build_parser, main
+
+    assert main(["fit", "--normals", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")]) == 2
+    said = capsys.readouterr().err
+    assert f"--normals {tmp_path / 'nowhere'} not found" in said and "--images" not in said
+    with pytest.raises(DatasetError, match="--held-out-dir"):
+        readable_images(tmp_path / "nowhere", 64, argument="--held-out-dir")
+    (tmp_path / "empty-model").mkdir()
+    assert main(["score", "--model", str(tmp_path / "empty-model"), "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    said = capsys.readouterr().err
+    assert "holds no saved detector" in said and "exdd-lab fit" in said and "evaluate" in said
+    helps = {name: action.help for name in ("score", "export") for action in
+             build_parser()._subparsers._group_actions[0].choices[name]._actions if "--model" in action.option_strings}
+    assert all("`fit --out`" in text and "`evaluate --save-model`" in text for text in helps.values()), helps

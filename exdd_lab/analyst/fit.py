@@ -89,10 +89,11 @@ class FitReport:
         return out
 
 
-def readable_images(images: str | Path, image_size: int, progress: bool = False) -> tuple[list[Sample], list[dict], int]:
+def readable_images(images: str | Path, image_size: int, progress: bool = False,
+                    argument: str = "--normals") -> tuple[list[Sample], list[dict], int]:
     """The images of ``images`` (folder, glob or list file) that decode, as normal samples; the failed ones with
     their reason; how many image files were found (files of other types are ignored). Raises :class:`DatasetError` when nothing usable is there."""
-    spec = resolve_inputs(images)
+    spec = resolve_inputs(images, argument)
     found = list_inputs(spec)
     usable, failed, ignored = [], [], 0
     iterator = found
@@ -157,7 +158,7 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
     features = features or FeatureConfig()
     samples, failed, found = readable_images(normals, features.image_size, progress)
     if held_out_dir is not None:
-        held, held_failed, _ = readable_images(held_out_dir, features.image_size, progress)
+        held, held_failed, _ = readable_images(held_out_dir, features.image_size, progress, "--held-out-dir")
         failed += held_failed
         source = f"from {held_out_dir}"
     else:

@@ -42,8 +42,9 @@ def _is_glob(text: str) -> bool:
     return glob.has_magic(text)
 
 
-def resolve_inputs(images: str | Path) -> InputSpec:
-    """The :class:`InputSpec` of ``--images``: a folder, a glob (quote it: ``'archive/**/*.png'``) or a list file."""
+def resolve_inputs(images: str | Path, argument: str = "--images") -> InputSpec:
+    """The :class:`InputSpec` of ``--images``: a folder, a glob (quote it: ``'archive/**/*.png'``) or a list file.
+    ``argument``: the option the user typed (``--normals`` for ``fit``), named in the errors."""
     text = str(images)
     if _is_glob(text):
         pattern = os.path.abspath(os.path.expanduser(text))
@@ -56,10 +57,10 @@ def resolve_inputs(images: str | Path) -> InputSpec:
         return InputSpec("folder", str(path.resolve()), str(path.resolve()))
     if path.is_file():
         if path.suffix.lower() not in LIST_SUFFIXES:
-            raise DatasetError(f"--images {path} is a file but not a list of paths",
+            raise DatasetError(f"{argument} {path} is a file but not a list of paths",
                                f"give a folder, a quoted glob, or a list file ({', '.join(LIST_SUFFIXES)})")
         return InputSpec("list", str(path.resolve()), str(path.resolve().parent))
-    raise DatasetError(f"--images {text} not found",
+    raise DatasetError(f"{argument} {text} not found",
                        "give an existing folder (scanned recursively), a quoted glob such as 'archive/**/*.png', "
                        f"or a list file ({', '.join(LIST_SUFFIXES)}) of image paths")
 

@@ -17,7 +17,7 @@ from exdd_lab.archive.engines import ENGINES
 from exdd_lab.archive.inputs import InputSpec, list_inputs, resolve_inputs
 from exdd_lab.archive.store import ArchiveStore, Counts, Shard
 from exdd_lab.archive.worker import ScoringJob
-from exdd_lab.errors import ExddError
+from exdd_lab.errors import ExddError, Interrupted, Terminated
 
 #: Images per shard: a unit of work, of resume and of output file (about 64 x 0.25 MB of maps in memory).
 DEFAULT_SHARD_SIZE = 64
@@ -120,6 +120,8 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
     start = time.perf_counter()
     try:
         ENGINES[engine](shards, job, on_shard, workers=workers, address=address, describe=where)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the command line turns it into one: finished shards stay
+        raise Interrupted(pending - counts.pending, pending, isinstance(exc, Terminated)) from None
     finally:
         bar.close()
     seconds = time.perf_counter() - start

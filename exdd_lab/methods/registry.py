@@ -130,11 +130,39 @@ def load_detector(folder: str | Path, runtime: str = "torch", threads: int | Non
                           f"then score with --model EXPORTED_DIR --runtime {runtime}")
     for name, entry in METHODS.items():
         if entry.saved_as and (folder / entry.saved_as).is_file():
-            return entry.load(folder)
+            try:
+                return entry.load(folder)
+            except ExddError:
+                raise
+            except Exception as exc:  # a truncated or damaged file: bad input, not a bug of the kit
+                raise ExddError(f"the saved detector in {folder} cannot be read: {damaged_file(folder) or folder} is "
+                                f"damaged or truncated ({type(exc).__name__}: {str(exc)[:200]})", REFIT) from exc
     files = " nor ".join(entry.saved_as for _, entry in METHODS.items() if entry.saved_as)
-    savable = "|".join(name for name, entry in METHODS.items() if entry.saved_as)
-    raise ExddError(f"{folder} holds no saved detector (neither {files})",
-                    f"save one with `exdd-lab evaluate --method {savable} --save-model DIR`")
+    raise ExddError(f"{folder} holds no saved detector (neither {files})", REFIT)
+
+
+#: How to get a model, said wherever one is missing or damaged (every command that writes one).
+REFIT = ("fit one with `exdd-lab fit --normals NORMALS --out MODEL` (or `exdd-lab evaluate ... --save-model MODEL`), "
+         "or export a saved one with `exdd-lab export`")
+
+
+def damaged_file(folder: Path) -> Path | None:
+    """The first JSON or safetensors file of a saved detector's folder that does not parse, or ``None``."""
+    import json
+
+    from safetensors import safe_open
+
+    for path in sorted(folder.rglob("*")):
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".safetensors":
+                with safe_open(str(path), "pt") as handle:
+                    for key in handle.keys():
+                        handle.get_slice(key)
+        except Exception:
+            return path
+    return None
 
 
 def build_method(name: str, features: FeatureConfig, options: dict) -> Detector:
