@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -102,10 +103,42 @@ def _training_split(ds) -> None:
                         "every method fits on normal training images: check the layout with `exdd-lab datasets`")
 
 
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number: give a value such as 0.5")
+    return value
+
+
 def _ratio(text: str) -> float:
-    value = float(text)
+    """A share in (0, 1] (a coreset keeps at most every patch)."""
+    value = _number(text)
     if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} is outside (0, 1]: give a share such as 0.01 (1%) or 0.1")
+        raise argparse.ArgumentTypeError(f"{value:g} is outside (0, 1]: give a share such as 0.01 (1%) or 0.1")
+    return value
+
+
+def _rate(text: str) -> float:
+    """A false-alarm rate in (0, 1): 0 cannot be promised and 1 flags every image."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside (0, 1): give a share of normal images such as 0.01 (1%)")
+    return value
+
+
+def _held_out(text: str) -> int | str:
+    """``auto`` or a count of 0 or more."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither auto nor a whole number of images") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: hold out 0 or more normal images (or auto)")
     return value
 
 
@@ -233,7 +266,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     METHODS.check(args.method)
     check_backbone_name(args.backbone)
     seed_everything(args.seed)
-    held_out = args.held_out if args.held_out == "auto" else int(args.held_out)
+    held_out = args.held_out
     options = {"generator": args.generator, "n_synthetic": args.n_synthetic, "epochs": args.epochs,
                "design": args.design, "model_dir": args.model_dir}
     detector, report = fit_on_normals(args.normals, args.method, held_out, args.held_out_dir, args.false_alarm_rate,
@@ -443,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-score", choices=patchcore_method.IMAGE_SCORES.names(), default=None,
                    help="PatchCore's image score: max raw patch score (default, the reference code's), the paper's "
                         "Eq. 7 reweighting, or max of the smoothed map")
-    p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of anomaly maps, in pixels")
+    p.add_argument("--sigma", type=_number, default=4.0, help="Gaussian smoothing of anomaly maps, in pixels")
     p.add_argument("--out", required=True, help="output folder for metrics.json and scores.csv")
     g = p.add_argument_group("synthetic defects (exdd, student-teacher)")
     g.add_argument("--generator", choices=GENERATORS.names(), default="ddpm",
@@ -469,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exdd-image-score", choices=exdd_method.IMAGE_SCORES.names(), default="max_patch",
                    help="largest patch score (default, as PatchCore), max of the smoothed map, or ExDD's published "
                         "bank-ratio score")
-    g.add_argument("--min-mask-fraction", type=float, default=0.9,
+    g.add_argument("--min-mask-fraction", type=_number, default=0.9,
                    help="a defect patch enters the positive bank when this share of its cell is masked (default 0.9)")
     g.add_argument("--save-model", default=None, help="save the fitted detector to this new folder (any method; with its normal-only threshold when measured)")
     g.add_argument("--positive-patches", choices=POSITIVE_PATCHES.names(), default="masked",
@@ -486,11 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="normal images: a folder (scanned recursively), a quoted glob or a list file, as `score` takes")
     p.add_argument("--method", default="patchcore", help=f"detection method: {', '.join(METHODS)} (default patchcore)")
     p.add_argument("--out", required=True, help="new folder for the model, fit_report.json and held_out_scores.png")
-    p.add_argument("--held-out", default="auto",
+    p.add_argument("--held-out", type=_held_out, default="auto",
                    help="normals moved out of the fit to set the threshold: a number, or auto (default: a fifth of them, "
                         f"at most {200}; none below 50 normals); 0 = no threshold")
     p.add_argument("--held-out-dir", default=None, help="separate held-out normals (folder, glob or list) instead")
-    p.add_argument("--false-alarm-rate", type=_ratio, default=0.01,
+    p.add_argument("--false-alarm-rate", type=_rate, default=0.01,
                    help="share of normal images the threshold may flag (default 0.01: the 0.99 quantile of held-out scores)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone name")
     p.add_argument("--image-size", type=int, default=256)
@@ -527,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", default=None, help="ldm generator: local inpainting pipeline folder")
     p.add_argument("--n-synthetic", type=int, default=None, help="student-teacher training defects (default 200)")
     p.add_argument("--exdd-synthetic", type=int, default=100, help="defects in ExDD's positive bank (default 100)")
-    p.add_argument("--min-mask-fraction", type=float, default=0.9,
+    p.add_argument("--min-mask-fraction", type=_number, default=0.9,
                    help="exdd: a defect patch enters the positive bank when this share of its cell is masked")
     p.add_argument("--design", choices=DESIGNS.names(), default=None,
                    help=DESIGN_HELP)
@@ -547,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(.txt/.csv/.parquet of paths)")
     p.add_argument("--out", required=True,
                    help="output folder (shards/, manifest.json, scores.csv, errors.csv); the same --out again resumes")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=_number, default=None,
                    help="decision threshold (default: the normal-only threshold saved with the model by evaluate)")
     p.add_argument("--engine", choices=ENGINES.names(), default="local",
                    help="local: this process (default); ray: Ray Data actors on an embedded local Ray or --address")

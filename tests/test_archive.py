@@ -316,3 +316,14 @@ def test_an_internal_error_exits_3_with_its_traceback_in_a_log(tmp_path):
     log = Path(lines[0].split("traceback in ")[1].split(";")[0])
     assert log.parent == tmp_path / "cache" / "logs" and "ZeroDivisionError" in log.read_text()
     assert "Traceback (most recent call last)" in log.read_text()
+
+
+def test_nothing_to_score_is_bad_input_and_writes_nothing(saved_patchcore, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for name in ("readme.txt", "shift-log.csv", "data.json"):
+        (notes / name).write_text("not an image")
+    result = _run_cli("score", "--model", str(saved_patchcore), "--images", str(notes), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert "nothing to score: the 3 files" in result.stderr and ".csv, .json, .txt" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -83,7 +83,7 @@ def test_a_separate_held_out_folder(normals, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"held_out": 12}, "cannot hold out 12 of 12"),
+    ({"held_out": 12}, "--held-out 12 of 12 readable normals leaves 0 to fit on"),
     ({"false_alarm_rate": 0.0}, "false-alarm-rate"),
 ])
 def test_bad_requests_name_the_fix(normals, kwargs, match):
@@ -172,3 +172,31 @@ def test_messages_name_the_argument_the_user_typed_and_every_command_that_writes
     helps = {name: action.help for name in ("score", "export") for action in
              build_parser()._subparsers._group_actions[0].choices[name]._actions if "--model" in action.option_strings}
     assert all("`fit --out`" in text and "`evaluate --save-model`" in text for text in helps.values()), helps
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["score", "--model", "m", "--images", "i", "--out", "o", "--threshold", "nan"], "argument --threshold: nan is not a finite number"),
+    (["score", "--model", "m", "--images", "i", "--out", "o", "--threshold", "high"], "argument --threshold: 'high' is not a number"),
+    (["fit", "--normals", "n", "--out", "o", "--false-alarm-rate", "1"], "argument --false-alarm-rate: 1 is outside (0, 1)"),
+    (["fit", "--normals", "n", "--out", "o", "--false-alarm-rate", "1.5"], "argument --false-alarm-rate: 1.5 is outside (0, 1)"),
+    (["fit", "--normals", "n", "--out", "o", "--false-alarm-rate", "abc"], "argument --false-alarm-rate: 'abc' is not a number"),
+    (["fit", "--normals", "n", "--out", "o", "--held-out", "lots"], "argument --held-out: 'lots' is neither auto nor a whole number"),
+    (["fit", "--normals", "n", "--out", "o", "--held-out", "-3"], "argument --held-out: -3 is negative"),
+    (["evaluate", "--out", "o", "--sigma", "inf"], "argument --sigma: inf is not a finite number"),
+])
+def test_malformed_numbers_are_usage_errors_naming_the_argument(argv, said, capsys):
+    from exdd_lab.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and "_ratio" not in err and "Traceback" not in err, err
+
+
+def test_a_held_out_count_that_leaves_too_few_normals_is_refused(normals, tmp_path):
+    with pytest.raises(DatasetError, match=r"--held-out 8 of 12 readable normals leaves 4 to fit on.*at least 5") as info:
+        fit_on_normals(normals, "patchcore", held_out=8, features=SMALL)
+    assert "hold out at most 7" in info.value.fix
+    detector, report = fit_on_normals(normals, "patchcore", held_out=7, false_alarm_rate=0.25, features=SMALL)
+    assert report.images_used == 5 and report.held_out == 7

@@ -118,14 +118,21 @@ def readable_images(images: str | Path, image_size: int, progress: bool = False,
     return usable, failed, len(found) - ignored
 
 
+#: The fewest normals a detector is fitted on: below it a bank (or a student) describes a handful of parts, not the
+#: product (a bank of 1 image is 10 patches at 1 %); the kit's own smallest runs fit on 8.
+MIN_FIT_NORMALS = 5
+
+
 def _held_out_count(held_out: int | str, n: int) -> int:
     if held_out == "auto":
         return min(AUTO_MAX_HELD_OUT, n // 5) if n >= AUTO_MIN_NORMALS else 0
     count = int(held_out)
     if count < 0:
         raise DatasetError(f"--held-out {count}", "hold out 0 or more normals (or auto)")
-    if count and count >= n:
-        raise DatasetError(f"cannot hold out {count} of {n} readable normals", "hold out fewer, or add normal images")
+    if count and n - count < MIN_FIT_NORMALS:
+        raise DatasetError(f"--held-out {count} of {n} readable normals leaves {max(n - count, 0)} to fit on; a detector "
+                           f"needs at least {MIN_FIT_NORMALS}",
+                           f"hold out at most {max(n - MIN_FIT_NORMALS, 0)}, add normal images, or give --held-out-dir")
     return count
 
 

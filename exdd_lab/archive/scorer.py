@@ -17,7 +17,8 @@ from exdd_lab.archive.engines import ENGINES
 from exdd_lab.archive.inputs import InputSpec, list_inputs, resolve_inputs
 from exdd_lab.archive.store import ArchiveStore, Counts, Shard
 from exdd_lab.archive.worker import ScoringJob
-from exdd_lab.errors import ExddError, Interrupted, Terminated
+from exdd_lab.data.imageio import IMAGE_SUFFIXES
+from exdd_lab.errors import DatasetError, ExddError, Interrupted, Terminated
 
 #: Images per shard: a unit of work, of resume and of output file (about 64 x 0.25 MB of maps in memory).
 DEFAULT_SHARD_SIZE = 64
@@ -97,9 +98,13 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
                 "map_size": map_size if save_maps else None}
     input_size = detector.input_size
     del detector
+    inputs = list_inputs(spec, exclude=Path(out))  # listed before anything is written: nothing to score writes nothing
+    if not any(Path(path).suffix.lower() in IMAGE_SUFFIXES for path, _ in inputs):
+        endings = sorted({Path(path).suffix.lower() or "no ending" for path, _ in inputs})
+        raise DatasetError(f"nothing to score: the {len(inputs)} files of {spec.describe()} are not images "
+                           f"({', '.join(endings[:6])})", "point --images at the folder, glob or list of the images")
     store = ArchiveStore.open(out, identity, overwrite=overwrite)
     store.write_manifest(store.counts(), shard_size=shard_size, input_size=input_size, engine=engine)  # before any shard
-    inputs = list_inputs(spec, exclude=store.out)
     shards, new_inputs = store.plan(inputs, shard_size)
     del inputs
     pending = sum(len(s) for s in shards)
