@@ -19,8 +19,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from exdd_lab.archive.decode import SCORED, SKIPPED, decode_file
+from exdd_lab.analyst.labelled_layout import check_normals_layout
 from exdd_lab.analyst.reviews import reviewed_samples
 from exdd_lab.archive.inputs import list_inputs, resolve_inputs
+from exdd_lab.data.imageio import IMAGE_SUFFIXES
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import DatasetError, ExddError
 from exdd_lab.evaluation.metrics import normal_only_threshold
@@ -92,9 +94,11 @@ class FitReport:
 def readable_images(images: str | Path, image_size: int, progress: bool = False,
                     argument: str = "--normals") -> tuple[list[Sample], list[dict], int]:
     """The images of ``images`` (folder, glob or list file) that decode, as normal samples; the failed ones with
-    their reason; how many image files were found (files of other types are ignored). Raises :class:`DatasetError` when nothing usable is there."""
+    their reason; how many image files were found (files of other types are ignored). Raises :class:`DatasetError` when
+    nothing usable is there, or when the files look like a labelled data set (:mod:`~exdd_lab.analyst.labelled_layout`)."""
     spec = resolve_inputs(images, argument)
     found = list_inputs(spec)
+    check_normals_layout([p for p, _ in found if Path(p).suffix.lower() in IMAGE_SUFFIXES], spec.root, argument)
     usable, failed, ignored = [], [], 0
     iterator = found
     if progress:
