@@ -86,14 +86,18 @@ def _writable_out(path: str | Path) -> Path:
     return out
 
 
-def _load(args: argparse.Namespace, data: str, layout: str):
-    """The dataset of ``--data/--layout/--category/--seed``, padded to squares with ``--keep-aspect``."""
+def _load(args: argparse.Namespace, data: str, layout: str, report_duplicates: bool = False):
+    """The dataset of ``--data/--layout/--category/--seed``, padded to squares with ``--keep-aspect``; with
+    ``report_duplicates``, byte-identical images within and across its splits are warned about (leakage)."""
     from exdd_lab.data import letterboxed, load_dataset
+    from exdd_lab.data.duplicates import dataset_duplicates
 
     extra = {"split_file": args.split_file} if getattr(args, "split_file", None) else {}
     if extra and getattr(args, "split", None) != "differnet":
         raise ExddError("--split-file was given without --split differnet", "add --split differnet (or drop --split-file)")
     ds = load_dataset(data, layout, args.category or None, seed=args.seed, split=getattr(args, "split", None), **extra)
+    for line in dataset_duplicates(ds).lines() if report_duplicates else ():
+        print(f"warning: {line}", file=sys.stderr)
     return letterboxed(ds) if getattr(args, "keep_aspect", False) else ds
 
 
@@ -205,7 +209,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ExddError(f"--save-model {args.save_model} already exists", "save to a new folder (detectors are never overwritten)")
     check_backbone_name(args.backbone)
     seed_everything(args.seed)
-    ds = _load(args, data, layout)
+    ds = _load(args, data, layout, report_duplicates=True)
     _training_split(ds)
     if args.held_out > 0:
         ds = ds.with_held_out_normals(args.held_out, seed=args.seed)
@@ -350,7 +354,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _writable_out(args.out)
     check_backbone_name(args.backbone)
     seed_everything(args.seed)
-    ds = _load(args, data, layout)
+    ds = _load(args, data, layout, report_duplicates=True)
     _training_split(ds)
     if args.held_out > 0:
         ds = ds.with_held_out_normals(args.held_out, seed=args.seed)

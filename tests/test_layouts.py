@@ -177,7 +177,8 @@ def test_validation_warns_on_empty_defect_mask(tmp_path, make_png):
     report = validate_dataset(load_dataset(tmp_path, "mvtec", "cat"))
     empty = [w for w in report.warnings if "empty mask" in w]
     assert report.ok and len(empty) == 1
-    assert [w for w in report.warnings if w not in empty] == [next(w for w in report.warnings if "not square" in w)]  # 12x10 images
+    others = [w for w in report.warnings if w not in empty and "byte-identical" not in w]  # build_mvtec repeats images
+    assert others == [next(w for w in report.warnings if "not square" in w)]  # 12x10 images
 
 
 @pytest.mark.realdata

@@ -22,6 +22,7 @@ from exdd_lab.archive.decode import SCORED, SKIPPED, decode_file
 from exdd_lab.analyst.labelled_layout import check_normals_layout
 from exdd_lab.analyst.reviews import reviewed_samples
 from exdd_lab.archive.inputs import list_inputs, resolve_inputs
+from exdd_lab.data.duplicates import DuplicateReport, find_duplicates
 from exdd_lab.data.imageio import IMAGE_SUFFIXES
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import DatasetError, ExddError
@@ -58,6 +59,7 @@ class FitReport:
     seconds_total: float = 0.0
     reviews: dict = field(default_factory=dict)  # with --reviews: the files and how many verdicts of each kind were used
     runtime: str = ""  # which runtime ran the front-end while fitting, and why
+    duplicates: dict = field(default_factory=dict)  # byte-identical images among the normals (exdd_lab.data.duplicates)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +79,9 @@ class FitReport:
                        + (f", {len(r['missing'])} no longer on disk (skipped)" if r["missing"] else ""))
         if self.bank:
             out.append("bank: " + ", ".join(f"{k} {v:,}" for k, v in self.bank.items()))
+        if self.duplicates.get("groups"):
+            report = DuplicateReport([[(g["split"], g["path"]) for g in group] for group in self.duplicates["groups"]])
+            out += [f"warning: {line}" for line in report.lines()]
         if self.threshold is None:
             out.append("threshold: none (no held-out normals): `exdd-lab score` leaves the decision column empty; "
                        "refit with --held-out N or --held-out-dir DIR")
@@ -205,6 +210,8 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
     seconds_fit = time.perf_counter() - fit_start
     report = FitReport(method, str(normals), found, len(samples), failed, len(held), source, bank=_bank_sizes(detector),
                        seconds_fit=round(seconds_fit, 2))
+    duplicates = find_duplicates({"train": [s.image_path for s in samples], "held-out": [s.image_path for s in held]})
+    report.duplicates = duplicates.to_dict() if duplicates.groups else {}
     if reviewed is not None:
         report.reviews = dict(reviewed.to_dict(), files=[str(f) for f in reviews], defect_use=defect_use)
     if held:

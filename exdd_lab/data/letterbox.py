@@ -33,8 +33,8 @@ def pad_to_square(array: np.ndarray, fill: int | bool) -> np.ndarray:
 
 
 def _padded_copy(sample: Sample, root: Path) -> Sample:
-    key = stable_hash({"image": file_digest(sample.image_path),
-                       "mask": file_digest(sample.mask_path) if sample.mask_path else None, "fill": FILL})
+    key = stable_hash({"image": file_digest(sample.image_path), "name": sample.stem,  # byte-identical images under
+                       "mask": file_digest(sample.mask_path) if sample.mask_path else None, "fill": FILL})  # two names: two copies
     folder = root / key
     image_file, mask_file = folder / f"{sample.stem}.png", folder / f"{sample.stem}_mask.png"
     if not folder.is_dir():

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from exdd_lab.data.duplicates import dataset_duplicates
 from exdd_lab.data.imageio import list_non_images, load_image, load_mask
 from exdd_lab.data.records import DefectDataset
 from exdd_lab.errors import ImageError
@@ -30,6 +31,7 @@ class ValidationReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
+    duplicate_groups: int = 0  # groups of byte-identical images (exdd_lab.data.duplicates); the warnings say which
 
     @property
     def ok(self) -> bool:
@@ -75,6 +77,9 @@ def validate_dataset(ds: DefectDataset) -> ValidationReport:
             f"{off_square} of {len(aspect)} images are not square (height/width from {min(aspect):.2f} to "
             f"{max(aspect):.2f}): the kit resizes every image to a square, which stretches them; pass --keep-aspect "
             "(exdd_lab.data.letterboxed) to pad them to squares instead"))
+    duplicates = dataset_duplicates(ds)
+    report.duplicate_groups = len(duplicates.groups)
+    report.warnings.extend(duplicates.lines())
     folders = {p.parent for samples in ds.splits().values() for s in samples for p in (s.image_path, s.mask_path) if p}
     for folder in sorted(folders):
         for path in list_non_images(folder):
