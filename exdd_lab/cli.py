@@ -276,7 +276,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     detector, report = fit_on_normals(args.normals, args.method, held_out, args.held_out_dir, args.false_alarm_rate,
                                       FeatureConfig(backbone=args.backbone, image_size=args.image_size), options,
                                       seed=args.seed, progress=not args.quiet, reviews=args.reviews or (),
-                                      runtime=args.runtime, reviewed_defects=args.reviewed_defects)
+                                      runtime=args.runtime, reviewed_defects=args.reviewed_defects,
+                                      foreign_reviews=args.foreign_reviews)
 
     def draw(report, path: Path) -> None:
         import pandas as pd
@@ -546,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reviews files (the review widget's reviews.csv, or any CSV with path and verdict columns): "
                         "images reviewed as normal join the training normals; defect and unsure ones are counted "
                         "(see --reviewed-defects)")
+    p.add_argument("--foreign-reviews", action="store_true",
+                   help="use a run's reviews.csv even where its verdicts name images that are not rows of that run, or "
+                        "were given on another model's scores (refused by default; the summary counts them)")
     p.add_argument("--reviewed-defects", action="store_true",
                    help="with --method exdd: also feed images reviewed as defect to the positive bank (their cells above "
                         "the held-out threshold); off by default: measured not to help (benchmarks/README.md)")

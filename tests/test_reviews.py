@@ -157,3 +157,41 @@ def test_the_oracle_review_evaluates_every_variant_on_the_images_not_reviewed(ti
     assert rows["reviewed_normal"].iloc[0] + rows["reviewed_defect"].iloc[0] == 4
     assert rows["defects_left"].iloc[0] == 6 - rows["reviewed_defect"].iloc[0]
     assert len(paired) and set(paired["method_a"]) | set(paired["method_b"]) == set(VARIANTS)
+
+
+def test_a_runs_reviews_must_belong_to_that_run_and_model(tiny, tmp_path):
+    """A reviews.csv inside an archive run is checked against it: a verdict on an image that is not one of its rows
+    (another product's image) or given on another model's scores is refused unless accepted by name; the same
+    verdicts in a free-standing CSV are taken as they are and counted."""
+    from exdd_lab.archive import read_results, score_archive
+    from exdd_lab.methods.patchcore import PatchCore
+    from exdd_lab.methods.persistence import model_fingerprint
+
+    model = tmp_path / "model"
+    PatchCore(SMALL).fit(tiny.train).save(model)
+    images = tmp_path / "day"
+    images.mkdir()
+    for s in tiny.test[:4]:
+        shutil.copyfile(s.image_path, images / s.image_path.name)
+    run = tmp_path / "run"
+    score_archive(model, images, run, progress=False)
+    rows = list(read_results(run)["path"])
+    log = ReviewLog(run, model=model_fingerprint(model))
+    log.record(rows[0], "normal")
+    log.record(rows[1], "defect")
+    assert len(reviewed_samples([run / REVIEWS]).normals) == 1  # its own verdicts: accepted
+    other_product = tiny.train[0].image_path  # exists, but was never scored in this run
+    log.record(str(other_product), "normal")
+    with pytest.raises(DatasetError, match="1 of its 3 verdicts do not belong to that run: 1 name images that are not rows"):
+        reviewed_samples([run / REVIEWS])
+    accepted = reviewed_samples([run / REVIEWS], accept_foreign=True)
+    assert accepted.foreign == 1 and len(accepted.normals) == 2
+    log.forget(str(other_product))
+    stale = ReviewLog(run, model="f" * 64)  # verdicts given on another model's scores (a run later overwritten)
+    stale.record(rows[2], "normal")
+    with pytest.raises(DatasetError, match="another model's scores"):
+        reviewed_samples([run / REVIEWS])
+    free = tmp_path / "elsewhere.csv"
+    shutil.copyfile(run / REVIEWS, free)
+    loose = reviewed_samples([free])
+    assert loose.free_standing == 3 and loose.foreign == 0 and len(loose.normals) == 2

@@ -76,7 +76,11 @@ class FitReport:
             r = self.reviews
             out.append(f"reviews ({len(r['files'])} file(s)): {r['normal']} normal image(s) joined the training normals, "
                        f"{r['defect']} defect image(s) {r['defect_use']}, {r['unsure']} unsure ignored"
-                       + (f", {len(r['missing'])} no longer on disk (skipped)" if r["missing"] else ""))
+                       + (f", {len(r['missing'])} no longer on disk (skipped)" if r["missing"] else "")
+                       + (f", {r['foreign']} not from the run their file sits in (accepted: --foreign-reviews)"
+                          if r.get("foreign") else "")
+                       + (f", {r['free_standing']} from files in no archive run (not checked against one)"
+                          if r.get("free_standing") else ""))
         if self.bank:
             out.append("bank: " + ", ".join(f"{k} {v:,}" for k, v in self.bank.items()))
         if self.duplicates.get("groups"):
@@ -154,7 +158,8 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
                    held_out_dir: str | Path | None = None, false_alarm_rate: float = 0.01,
                    features: FeatureConfig | None = None, options: dict | None = None, seed: int = 0,
                    progress: bool = False, reviews: Sequence[str | Path] = (),
-                   runtime: str = "torch", reviewed_defects: bool = False) -> tuple[Detector, FitReport]:
+                   runtime: str = "torch", reviewed_defects: bool = False,
+                   foreign_reviews: bool = False) -> tuple[Detector, FitReport]:
     """Fit ``method`` on the readable images of ``normals``; return the detector (its ``threshold`` set when there are
     held-out normals) and the :class:`FitReport`. ``options`` are the method's (as ``compare`` takes them).
 
@@ -183,7 +188,7 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
         held = [s for i, s in enumerate(samples) if i in picked]
         samples = [s for i, s in enumerate(samples) if i not in picked]
         source = f"{count} moved out of the normals with seed {seed}" if count else ""
-    reviewed = reviewed_samples(reviews) if reviews else None
+    reviewed = reviewed_samples(reviews, accept_foreign=foreign_reviews) if reviews else None
     if reviewed is not None:
         known = {str(s.image_path) for s in samples}
         samples = samples + [s for s in reviewed.normals if str(s.image_path) not in known]

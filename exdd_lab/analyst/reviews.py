@@ -97,10 +97,12 @@ class Reviewed:
     defects: list[Sample] = field(default_factory=list)
     unsure: int = 0
     missing: list[str] = field(default_factory=list)  # reviewed files that no longer exist (skipped)
+    foreign: int = 0         # verdicts of a run's reviews.csv on images not in that run, or on another model's scores
+    free_standing: int = 0   # verdicts from CSVs that sit in no archive run (nothing to check them against)
 
     def to_dict(self) -> dict:
         return {"normal": len(self.normals), "defect": len(self.defects), "unsure": self.unsure,
-                "missing": self.missing}
+                "missing": self.missing, "foreign": self.foreign, "free_standing": self.free_standing}
 
 
 def read_reviews(files: Iterable[str | Path]) -> dict[str, str]:
@@ -112,10 +114,56 @@ def read_reviews(files: Iterable[str | Path]) -> dict[str, str]:
     return verdicts
 
 
-def reviewed_samples(files: Sequence[str | Path]) -> Reviewed:
-    """The reviewed normals and defects of ``files`` as samples (no masks: a review gives image verdicts)."""
+def foreign_verdicts(file: Path, rows: list[dict]) -> tuple[list[str], str] | None:
+    """For a reviews file inside an archive run (a ``manifest.json`` beside it): the paths whose verdicts do not
+    belong to that run -- not one of its rows, or given on another model's scores (the ``model`` column) -- and
+    why; ``None`` for a free-standing file."""
+    import json
+
+    from exdd_lab.archive.store import read_results
+
+    manifest = file.parent / "manifest.json"
+    if not manifest.is_file():
+        return None
+    fingerprint = str(json.loads(manifest.read_text()).get("model_fingerprint", ""))
+    try:
+        in_run = set(read_results(file.parent, columns=["path"])["path"])
+    except Exception:  # a run with no scored shard: every verdict is foreign to it
+        in_run = set()
+    not_rows = [r["path"] for r in rows if r["path"] not in in_run]
+    other_model = [r["path"] for r in rows if r.get("model") and fingerprint and r["model"] != fingerprint]
+    if not (not_rows or other_model):
+        return [], ""
+    why = []
+    if not_rows:
+        why.append(f"{len(not_rows)} name images that are not rows of the run it sits in (e.g. {not_rows[0]})")
+    if other_model:
+        why.append(f"{len(other_model)} were given on another model's scores (model column, e.g. for {other_model[0]})")
+    return sorted(set(not_rows) | set(other_model)), "; ".join(why)
+
+
+def reviewed_samples(files: Sequence[str | Path], accept_foreign: bool = False) -> Reviewed:
+    """The reviewed normals and defects of ``files`` as samples (no masks: a review gives image verdicts).
+
+    A ``reviews.csv`` inside an archive run is checked against that run: verdicts on images that are not its rows,
+    or given on another model's scores, are refused (:class:`DatasetError`) unless ``accept_foreign`` (then counted
+    in ``foreign``). A CSV outside any run is accepted as it is and counted in ``free_standing``."""
     out = Reviewed()
-    for path, verdict in read_reviews(files).items():
+    verdicts: dict[str, str] = {}
+    for file in map(Path, files):
+        rows = _read_rows(file)
+        found = foreign_verdicts(file, rows)
+        if found is None:
+            out.free_standing += len(rows)
+        elif found[0]:
+            if not accept_foreign:
+                raise DatasetError(f"{file}: {len(found[0])} of its {len(rows)} verdicts do not belong to that run: "
+                                   f"{found[1]}", "pass the reviews.csv of the run the verdicts were given in, or "
+                                   "--foreign-reviews to use them anyway")
+            out.foreign += len(found[0])
+        for row in rows:
+            verdicts[str(Path(row["path"]).expanduser())] = row["verdict"]
+    for path, verdict in verdicts.items():
         if verdict == "unsure":
             out.unsure += 1
         elif not Path(path).is_file():
