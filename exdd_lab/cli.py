@@ -277,7 +277,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                                       FeatureConfig(backbone=args.backbone, image_size=args.image_size), options,
                                       seed=args.seed, progress=not args.quiet, reviews=args.reviews or (),
                                       runtime=args.runtime, reviewed_defects=args.reviewed_defects,
-                                      foreign_reviews=args.foreign_reviews)
+                                      foreign_reviews=args.foreign_reviews, confidence=args.confidence)
 
     def draw(report, path: Path) -> None:
         import pandas as pd
@@ -285,7 +285,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         from exdd_lab.plots.archive import plot_archive_scores
 
         fig = plot_archive_scores(pd.DataFrame({"score": report.held_out_scores, "status": "scored"}), report.threshold)
-        fig.axes[0].set_title(f"{report.held_out} held-out normals; threshold at {report.false_alarm_rate:.1%} false alarms")
+        fig.axes[0].set_title(f"{report.held_out} held-out normals; threshold: at most {report.promised_false_alarm_rate:.1%} "
+                              f"false alarms ({report.confidence:.0%} confidence)")
         fig.savefig(path, dpi=100)
 
     out = save_fit(detector, report, args.out, draw)
@@ -525,11 +526,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="patchcore", help=f"detection method: {', '.join(METHODS)} (default patchcore)")
     p.add_argument("--out", required=True, help="new folder for the model, fit_report.json and held_out_scores.png")
     p.add_argument("--held-out", type=_held_out, default="auto",
-                   help="normals moved out of the fit to set the threshold: a number, or auto (default: a fifth of them, "
-                        f"at most {200}; none below 50 normals); 0 = no threshold")
+                   help="normals moved out of the fit to set the threshold: a number, or auto (default: at most a fifth of them, "
+                        "as many as --false-alarm-rate needs (299 for 1%% at 95%%); none below 50 normals); 0 = no threshold")
     p.add_argument("--held-out-dir", default=None, help="separate held-out normals (folder, glob or list) instead")
     p.add_argument("--false-alarm-rate", type=_rate, default=0.01,
-                   help="share of normal images the threshold may flag (default 0.01: the 0.99 quantile of held-out scores)")
+                   help="share of new normal images the threshold may flag (default 0.01), promised with --confidence: "
+                        "1%% at 95%% needs 299 held-out normals; with fewer, the rate they can promise is said and saved")
+    p.add_argument("--confidence", type=_rate, default=0.95,
+                   help="probability that the false-alarm rate stays at or below the promised one (default 0.95)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone name")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)

@@ -39,8 +39,12 @@ def test_bad_files_are_recorded_and_skipped(normals):
 def test_fit_sets_the_threshold_from_held_out_normals(normals, tmp_path):
     detector, report = fit_on_normals(normals, "patchcore", held_out=4, false_alarm_rate=0.25, features=SMALL, seed=1)
     assert report.images_used == 8 and report.held_out == 4 and len(report.failed) == 2
-    assert report.threshold == pytest.approx(np.quantile(report.held_out_scores, 0.75))
-    assert detector.threshold["value"] == report.threshold and detector.threshold["quantile"] == 0.75
+    # 4 held-out normals cannot promise 25 % with 95 % confidence: their maximum, promising 1 - 0.05 ** (1 / 4)
+    assert report.threshold == pytest.approx(max(report.held_out_scores), abs=1e-5) and report.threshold_rank == 1
+    assert report.promised_false_alarm_rate == pytest.approx(1 - 0.05 ** 0.25) and report.confidence == 0.95
+    assert any("25.00% was asked; this folder can promise 52.71%" in line for line in report.lines())
+    assert detector.threshold["value"] == report.threshold and detector.threshold["promised_false_alarm_rate"] > 0.5
+    assert len(report.held_out_images) == 4 and set(report.held_out_images).isdisjoint(map(str, detector.train_paths))
     assert report.bank["bank_patches"] > 0
     out = save_fit(detector, report, tmp_path / "model", lambda r, path: path.write_bytes(b"png"))
     saved = json.loads((out / REPORT).read_text())
@@ -200,3 +204,13 @@ def test_a_held_out_count_that_leaves_too_few_normals_is_refused(normals, tmp_pa
     assert "hold out at most 7" in info.value.fix
     detector, report = fit_on_normals(normals, "patchcore", held_out=7, false_alarm_rate=0.25, features=SMALL)
     assert report.images_used == 5 and report.held_out == 7
+
+
+def test_auto_holds_out_what_the_rate_needs_and_states_what_a_small_folder_can_promise():
+    from exdd_lab.analyst.fit import _held_out_count
+
+    assert _held_out_count("auto", 60) == 12        # a fifth: 12 normals can promise no better than 22 %
+    assert _held_out_count("auto", 1000) == 200
+    assert _held_out_count("auto", 2000) == 299     # 1 % at 95 % needs 299, no more is taken from the fit
+    assert _held_out_count("auto", 2000, 0.05, 0.95) == 59
+    assert _held_out_count("auto", 40) == 0         # below 50 normals: all of them are fitted on

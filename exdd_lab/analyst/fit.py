@@ -3,8 +3,10 @@
 ``fit_on_normals`` reads the inputs as ``exdd-lab score`` does (a folder scanned recursively, a quoted glob or a
 list file), decodes every file once and records the ones that cannot be read with the reason (they are skipped,
 never fatal), holds out normals (``held_out`` of them, drawn with the seed, or a separate ``held_out_dir``), fits the
-method on the rest and sets the **normal-only threshold** at the chosen false-alarm rate: the ``1 - rate`` quantile
-of the held-out normals' scores (:func:`~exdd_lab.evaluation.metrics.normal_only_threshold`). ``save_fit`` writes
+method on the rest and sets the **normal-only threshold** with a stated guarantee: the most permissive order statistic
+of the held-out normals' scores whose false-alarm rate exceeds the asked one with probability at most ``1 - confidence``
+(:func:`~exdd_lab.evaluation.thresholds.guaranteed_threshold`); with too few held-out normals, their maximum and the
+rate it *can* promise, said in the report. ``save_fit`` writes
 the model with that threshold (``exdd-lab score`` uses it), ``fit_report.json`` and the held-out scores' histogram
 into one folder, atomically.
 """
@@ -26,7 +28,7 @@ from exdd_lab.data.duplicates import DuplicateReport, find_duplicates
 from exdd_lab.data.imageio import IMAGE_SUFFIXES
 from exdd_lab.data.records import Sample
 from exdd_lab.errors import DatasetError, ExddError
-from exdd_lab.evaluation.metrics import normal_only_threshold
+from exdd_lab.evaluation.thresholds import GuaranteedThreshold, guaranteed_threshold, held_out_needed
 from exdd_lab.experiments.compare import compared_methods
 from exdd_lab.export.accelerate import accelerate
 from exdd_lab.features import FeatureConfig
@@ -36,7 +38,7 @@ from exdd_lab.storage import atomic_directory
 REPORT = "fit_report.json"
 HISTOGRAM = "held_out_scores.png"
 #: ``held_out="auto"``: a fifth of the normals, at most this many; none below ``AUTO_MIN_NORMALS`` normals.
-AUTO_MAX_HELD_OUT = 200
+AUTO_SHARE = 5  # auto holds out at most a fifth of the normals
 AUTO_MIN_NORMALS = 50
 
 
@@ -54,6 +56,10 @@ class FitReport:
     false_alarm_rate: float | None = None
     threshold: float | None = None
     held_out_scores: list[float] = field(default_factory=list)
+    confidence: float | None = None                 # P(false-alarm rate <= promised) the threshold keeps
+    promised_false_alarm_rate: float | None = None  # the asked rate, or the best the held-out normals can promise
+    threshold_rank: int | None = None               # the threshold is this largest held-out score (1: their maximum)
+    held_out_images: list[str] = field(default_factory=list)
     bank: dict = field(default_factory=dict)
     seconds_fit: float = 0.0
     seconds_total: float = 0.0
@@ -91,12 +97,13 @@ class FitReport:
                        "refit with --held-out N or --held-out-dir DIR")
         else:
             s = np.asarray(self.held_out_scores)
-            out.append(f"threshold {self.threshold:.6g}: the {1 - self.false_alarm_rate:.3g} quantile of {self.held_out} "
-                       f"held-out normals ({self.held_out_source}); their scores {s.min():.4g} .. {s.max():.4g}, "
-                       f"median {np.median(s):.4g}")
-            if self.held_out * self.false_alarm_rate < 1:
-                out.append(f"  note: {self.held_out} held-out normals cannot pin a {self.false_alarm_rate:.1%} false-alarm "
-                           f"rate (fewer than one image above it); hold out at least {int(np.ceil(1 / self.false_alarm_rate))}")
+            choice = GuaranteedThreshold(self.threshold, self.threshold_rank, self.held_out, self.false_alarm_rate,
+                                         self.promised_false_alarm_rate, self.confidence)
+            out.append(f"threshold {self.threshold:.6g} ({self.held_out_source}; held-out scores {s.min():.4g} .. "
+                       f"{s.max():.4g}, median {np.median(s):.4g}): {choice.sentence()}")
+            if not choice.meets_request:
+                out.append(f"  warning: {self.false_alarm_rate:.2%} was asked; this folder can promise "
+                           f"{choice.alpha_promised:.2%} -- add normal images (or --held-out-dir) to promise less")
         return out
 
 
@@ -136,9 +143,9 @@ def readable_images(images: str | Path, image_size: int, progress: bool = False,
 MIN_FIT_NORMALS = 5
 
 
-def _held_out_count(held_out: int | str, n: int) -> int:
-    if held_out == "auto":
-        return min(AUTO_MAX_HELD_OUT, n // 5) if n >= AUTO_MIN_NORMALS else 0
+def _held_out_count(held_out: int | str, n: int, false_alarm_rate: float = 0.01, confidence: float = 0.95) -> int:
+    if held_out == "auto":  # what the asked rate needs, where a fifth of the normals allows it
+        return min(held_out_needed(false_alarm_rate, confidence), n // AUTO_SHARE) if n >= AUTO_MIN_NORMALS else 0
     count = int(held_out)
     if count < 0:
         raise DatasetError(f"--held-out {count}", "hold out 0 or more normals (or auto)")
@@ -159,7 +166,7 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
                    features: FeatureConfig | None = None, options: dict | None = None, seed: int = 0,
                    progress: bool = False, reviews: Sequence[str | Path] = (),
                    runtime: str = "torch", reviewed_defects: bool = False,
-                   foreign_reviews: bool = False) -> tuple[Detector, FitReport]:
+                   foreign_reviews: bool = False, confidence: float = 0.95) -> tuple[Detector, FitReport]:
     """Fit ``method`` on the readable images of ``normals``; return the detector (its ``threshold`` set when there are
     held-out normals) and the :class:`FitReport`. ``options`` are the method's (as ``compare`` takes them).
 
@@ -183,7 +190,7 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
         failed += held_failed
         source = f"from {held_out_dir}"
     else:
-        count = _held_out_count(held_out, len(samples))
+        count = _held_out_count(held_out, len(samples), false_alarm_rate, confidence)
         picked = set(np.random.default_rng(seed).choice(len(samples), count, replace=False).tolist()) if count else set()
         held = [s for i, s in enumerate(samples) if i in picked]
         samples = [s for i, s in enumerate(samples) if i not in picked]
@@ -221,12 +228,17 @@ def fit_on_normals(normals: str | Path, method: str = "patchcore", held_out: int
         report.reviews = dict(reviewed.to_dict(), files=[str(f) for f in reviews], defect_use=defect_use)
     if held:
         scores = np.asarray(detector.predict(held).scores, np.float64)
+        choice = guaranteed_threshold(scores, false_alarm_rate, confidence)
         report.false_alarm_rate = float(false_alarm_rate)
-        report.threshold = normal_only_threshold(scores, 1 - false_alarm_rate)
+        report.threshold = choice.threshold
+        report.confidence, report.promised_false_alarm_rate = choice.confidence, choice.alpha_promised
+        report.threshold_rank = choice.k
         report.held_out_scores = [round(float(s), 6) for s in scores]
-        detector.threshold = {"value": report.threshold, "kind": "normal_only", "quantile": 1 - false_alarm_rate,
-                              "dataset": str(held_out_dir or normals), "held_out": len(held),
-                              "false_alarm_rate": float(false_alarm_rate), "recall": None}
+        report.held_out_images = [str(s.image_path) for s in held]
+        detector.threshold = {"value": report.threshold, "kind": "normal_only", "rule": "order statistic",
+                              "dataset": str(held_out_dir or normals), "held_out": len(held), "rank": choice.k,
+                              "false_alarm_rate": float(false_alarm_rate), "confidence": choice.confidence,
+                              "promised_false_alarm_rate": choice.alpha_promised, "recall": None}
     if torch_extractor is not None:
         detector.extractor = torch_extractor  # saved and scored later as any PyTorch detector
     report.runtime = acceleration.note

@@ -64,8 +64,10 @@ def resolve_threshold(threshold: float | None, detector_threshold: dict | None) 
         return float(threshold), f"{threshold:.6g} (--threshold)"
     if detector_threshold:
         t = detector_threshold
-        return float(t["value"]), (f"{t['value']:.6g}, the model's saved {t.get('kind', 'normal_only')} threshold "
-                                   f"({t.get('quantile')} quantile of held-out normals of {t.get('dataset')})")
+        how = (f"at most {t['promised_false_alarm_rate']:.2%} false alarms with {t['confidence']:.0%} confidence, from "
+               f"{t.get('held_out')} held-out normals of {t.get('dataset')}" if t.get("promised_false_alarm_rate") is not None
+               else f"{t.get('quantile')} quantile of held-out normals of {t.get('dataset')}")  # models fitted before the guarantee
+        return float(t["value"]), f"{t['value']:.6g}, the model's saved {t.get('kind', 'normal_only')} threshold ({how})"
     return None, ("none: no --threshold and the model carries no saved threshold (it was evaluated without held-out "
                   "normals), so the decision column is empty; pass --threshold (e.g. f1_threshold of metrics.json)")
 
