@@ -120,6 +120,20 @@ def test_archive_scores_every_file_once_and_reports_each_bad_one(saved_patchcore
     scores = pd.read_csv(tmp_path / "out" / "scores.csv")
     assert list(scores.columns) == ["image_path", "score", "peak_y", "peak_x"] and len(scores) == len(files) - 4
     assert len(pd.read_csv(tmp_path / "out" / "errors.csv")) == 4
+    assert summary.failed_now == 3 and "3 failed (3 in this run)" in "\n".join(summary.lines())
+    again = score_archive(saved_patchcore, archive, tmp_path / "out", shard_size=5, progress=False)
+    assert again.ok and again.failed_now == 0 and again.counts.failed == 3  # earlier failures: reported, not counted again
+    assert "3 failed (0 in this run, 3 in earlier runs)" in "\n".join(again.lines())
+
+
+def test_the_summary_counts_flags_per_folder(saved_patchcore, archive, tmp_path):
+    summary = score_archive(saved_patchcore, archive, tmp_path / "out", threshold=0.0, progress=False)
+    assert summary.flags == {"2026-11-30": [10, 10], "2026-12-01/shift-b": [10, 10], "2026-12-02": [5, 5]}
+    lines = "\n".join(summary.lines())
+    assert "flagged: 25 of 25 scored images" in lines and "  2026-12-01/shift-b: 10 of 10 flagged" in lines
+    assert "ms per file" in lines and "with start-up" in lines and "peak memory" in lines
+    none = score_archive(saved_patchcore, archive, tmp_path / "high", threshold=1e9, progress=False)
+    assert sum(f for f, _ in none.flags.values()) == 0 and "flagged: 0 of 25" in "\n".join(none.lines())
 
 
 def test_list_files_and_globs_choose_the_inputs(saved_patchcore, archive, tmp_path):

@@ -39,17 +39,35 @@ class ArchiveSummary:
     threshold_source: str
     files: dict = field(default_factory=dict)
     runtime_note: str = ""  # which runtime ran the front-end, and why (exdd_lab.export.accelerate)
+    failed_now: int = 0     # files of this run that could not be scored (earlier runs' failures are not counted again)
+    flags: dict = field(default_factory=dict)  # {folder: [flagged, scored]} over the whole table, with a threshold
+    seconds_total: float = 0.0  # the whole call: loading the model and listing the inputs included
+    peak_rss_mb: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return self.counts.failed == 0 and self.counts.pending == 0
+        """Every file of this run was scored (or skipped as not an image) and none is pending."""
+        return self.failed_now == 0 and self.counts.pending == 0
 
     def lines(self) -> list[str]:
         c = self.counts
         rate = self.scored_now / self.seconds if self.seconds > 0 else 0.0
-        out = [f"processed {self.scored_now} files in {self.seconds:.1f} s ({rate:.1f} files/s) with the {self.where}",
-               f"{self.out}: {c.scored} scored, {c.failed} failed, {c.skipped} skipped (not image files), {c.pending} pending",
+        per_image = (f"; {1000 * self.seconds / self.scored_now:.0f} ms per file, "
+                     f"{1000 * self.seconds_total / self.scored_now:.0f} ms with start-up" if self.scored_now else "")
+        earlier = c.failed - self.failed_now
+        out = [f"processed {self.scored_now} files in {self.seconds:.1f} s ({rate:.1f} files/s{per_image}) with the "
+               f"{self.where}; peak memory {self.peak_rss_mb:.0f} MB",
+               f"{self.out}: {c.scored} scored, {c.failed} failed ({self.failed_now} in this run"
+               f"{f', {earlier} in earlier runs' if earlier else ''}), {c.skipped} skipped (not image files), "
+               f"{c.pending} pending",
                f"threshold: {self.threshold_source}"]
+        if self.flags:
+            flagged = sum(f for f, _ in self.flags.values())
+            out.append(f"flagged: {flagged} of {c.scored} scored images")
+            shown = sorted(self.flags.items())
+            out += [f"  {folder}: {f} of {n} flagged" for folder, (f, n) in shown[:20]]
+            if len(shown) > 20:
+                out.append(f"  ... and {len(shown) - 20} more folders (scores.csv has every image)")
         if self.runtime_note:
             out.append(f"front-end: {self.runtime_note}")
         if c.failed or c.skipped:
@@ -84,8 +102,11 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
     ``exdd-lab export``, its own graph). Returns an :class:`ArchiveSummary`; ``summary.ok`` is False when any file
     failed. Raises :class:`~exdd_lab.errors.ExddError` for a missing model, missing inputs, or an ``out`` that
     holds another model's results (unless ``overwrite``)."""
+    from exdd_lab.evaluation.run import peak_rss_mb
     from exdd_lab.export.accelerate import load_for_scoring
     from exdd_lab.methods.persistence import kit_version, model_fingerprint
+
+    called = time.perf_counter()
 
     ENGINES.check(engine)
     if shard_size < 1:
@@ -116,9 +137,13 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
                      runtime=runtime)
     bar = tqdm(total=pending, unit="img", desc="score", disable=not progress or not pending, smoothing=0.1)
 
+    failed_now = 0
+
     def on_shard(shard: Shard, table) -> None:
+        nonlocal failed_now
         store.write_shard(shard.shard, table)
         counts.add(table)
+        failed_now += table.column("status").to_pylist().count("failed")
         counts.pending -= len(shard)
         store.write_manifest(counts)
         bar.update(len(shard))
@@ -133,9 +158,11 @@ def score_archive(model: str | Path, images: str | Path, out: str | Path, engine
         bar.close()
     seconds = time.perf_counter() - start
     counts = store.counts(pending=sum(len(s) for s in shards if s.shard not in store.done_shards()))
-    scores_csv, errors_csv = store.merge(value)
+    flags: dict[str, list[int]] = {}
+    scores_csv, errors_csv = store.merge(value, flags if value is not None else None)
     store.write_manifest(counts, last_run={"engine": engine, "seconds": round(seconds, 2), "scored": pending,
                                            "new_inputs": new_inputs, "runtime": acceleration.runtime})
     return ArchiveSummary(store.out, counts, pending, new_inputs, seconds, engine,
                           where[0] if where else "local engine (this process)", value, source,
-                          {"scores": scores_csv, "errors": errors_csv}, acceleration.note)
+                          {"scores": scores_csv, "errors": errors_csv}, acceleration.note, failed_now, flags,
+                          time.perf_counter() - called, peak_rss_mb())

@@ -19,7 +19,7 @@ import csv
 import json
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 import pyarrow as pa
@@ -194,9 +194,11 @@ class ArchiveStore:
         atomic_write_json(self.out / "manifest.json", self.manifest)
 
     # ------------------------------------------------------------------ merged tables
-    def merge(self, threshold: float | None) -> tuple[Path, Path]:
+    def merge(self, threshold: float | None, flags: dict[str, list[int]] | None = None) -> tuple[Path, Path]:
         """``scores.csv`` (today's columns, scored images only, in input order) and ``errors.csv`` (every failed
-        or skipped file with its reason), streamed shard by shard: memory stays flat however many shards."""
+        or skipped file with its reason), streamed shard by shard: memory stays flat however many shards.
+        ``flags``, when given, is filled with ``{folder: [flagged, scored]}`` (a folder: the parent of an image's
+        relative path, ``.`` for the top)."""
         scores_csv, errors_csv = self.out / "scores.csv", self.out / "errors.csv"
         with atomic_write(scores_csv, "w") as scores_handle, atomic_write(errors_csv, "w") as errors_handle:
             scores = csv.writer(scores_handle)
@@ -208,6 +210,10 @@ class ArchiveStore:
                     if row["status"] == "scored":
                         scores.writerow([row["path"], f"{row['score']:.9g}", row["peak_y"], row["peak_x"]]
                                         + ([row["decision"]] if threshold is not None else []))
+                        if flags is not None:
+                            tally = flags.setdefault(str(PurePosixPath(row["relative_path"]).parent), [0, 0])
+                            tally[0] += int(bool(row["decision"]))
+                            tally[1] += 1
                     else:
                         errors.writerow([row["path"], row["relative_path"], row["status"], row["error"]])
         return scores_csv, errors_csv
