@@ -203,3 +203,10 @@ def test_committed_references_hold_on_every_measured_cpu_path_and_seed():
                     assert not problems, f"{machine}/{path}: {notebook} on {run}:\n" + "\n".join(problems)
                     checked += 1
     assert checked >= 20
+
+
+def test_a_descriptive_number_as_wide_as_its_seed_spread_is_recorded_not_compared():
+    wide = reference_entry("perlin_frechet_to_defect", 1000.0, SPLIT, spread=0.0, n_paths=3, seed_sd=400.0, n_seeds=5)
+    assert wide["referenced"] is False and "spread over training seeds" in wide["why"]
+    narrow = reference_entry("perlin_frechet_to_defect", 1000.0, SPLIT, spread=0.0, n_paths=3, seed_sd=5.0, n_seeds=5)
+    assert narrow.get("referenced", True) and narrow["abs_tol"] == pytest.approx(seed_tolerance(5.0, 5), abs=1e-6)

@@ -226,6 +226,10 @@ def reference_entry(key: str, value, metrics: dict, spread: float | None = None,
             wide = " (its spread over training seeds)" if seed_tolerance(seed_sd or 0.0, n_seeds) >= _tolerance(entry) else ""
             skip = (f"chance level: the band {value:.3f} ± {_tolerance(entry):.3f}{wide} reaches the {kind} {level} "
                     f"({why}), so a broken method would pass")
+    seed_band = seed_tolerance(seed_sd or 0.0, n_seeds)
+    if skip is None and numeric and bound is None and seed_band > 0 and seed_band >= abs(value):
+        skip = (f"its spread over training seeds (± {seed_band:.3g}) is as wide as the number itself ({value:.4g}): "
+                "no run, broken or sound, could fail it")
     if skip:
         entry["referenced"], entry["why"] = False, skip
     return entry
