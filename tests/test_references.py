@@ -176,7 +176,7 @@ def test_committed_references_never_sit_in_a_chance_window():
                 assert entry.get("spread_paths", 0) >= 3, f"{where}: no spread measured over numeric paths"
                 if notebook[:2] in TRAINING_NOTEBOOKS:
                     assert entry.get("seeds", 0) >= MIN_SEEDS, f"{where}: a trained number without its spread over training seeds"
-                    assert entry["abs_tol"] >= seed_tolerance(entry["seed_sd"], entry["seeds"]) - 1e-6, f"{where}: tolerance below the seed bound"
+                    assert entry["abs_tol"] >= seed_tolerance(entry["seed_sd"], entry["seeds"]) * (1 - 1e-4), f"{where}: tolerance below the seed bound"
                 checked += 1
     assert checked > 50
 
