@@ -215,6 +215,7 @@ def reference_entry(key: str, value, metrics: dict, spread: float | None = None,
         entry["seed_sd"] = round(seed_sd, 9)
         entry["seeds"] = n_seeds
     skip = next((why for pattern, why in NOT_REFERENCED.items() if key.endswith(pattern)), None)
+    seed_band = seed_tolerance(seed_sd or 0.0, n_seeds)
     bound = chance_bound(key, metrics) if numeric and is_quality_metric(key) else None
     if numeric and is_quality_metric(key) and bound is None and skip is None:
         raise KeyError(f"{key}: a quality metric without a chance level; add it to chance_bound or NOT_REFERENCED")
@@ -223,10 +224,9 @@ def reference_entry(key: str, value, metrics: dict, spread: float | None = None,
         entry[kind], entry[f"{kind}_why"] = level, why
         reaches = (value - _tolerance(entry) <= level) if kind == "floor" else (value + _tolerance(entry) >= level)
         if reaches and skip is None:
-            wide = " (its spread over training seeds)" if seed_tolerance(seed_sd or 0.0, n_seeds) >= _tolerance(entry) else ""
+            wide = " (its spread over training seeds)" if seed_band >= _tolerance(entry) else ""
             skip = (f"chance level: the band {value:.3f} ± {_tolerance(entry):.3f}{wide} reaches the {kind} {level} "
                     f"({why}), so a broken method would pass")
-    seed_band = seed_tolerance(seed_sd or 0.0, n_seeds)
     if skip is None and numeric and bound is None and seed_band > 0 and seed_band >= abs(value):
         skip = (f"its spread over training seeds (± {seed_band:.3g}) is as wide as the number itself ({value:.4g}): "
                 "no run, broken or sound, could fail it")
