@@ -239,17 +239,25 @@ def slow_model(tiny, tmp_path_factory) -> Path:
     return folder
 
 
+def _start_score(model: Path, images: Path, out: Path, **popen) -> subprocess.Popen:
+    """A real `exdd-lab score` in shards of 4, to interrupt."""
+    return subprocess.Popen([sys.executable, "-m", "exdd_lab", "score", "--model", str(model), "--images", str(images),
+                             "--out", str(out), "--shard-size", "4", "--quiet"], **popen)
+
+
+def _wait_for_shards(out: Path, count: int, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while (not (out / "shards").is_dir() or len(list((out / "shards").glob("*.parquet"))) < count) and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_table(slow_model, archive, tmp_path):
     images = _big_archive(archive, tmp_path / "big", copies=16)  # 160 images, 40 shards of 4
     reference = score_archive(slow_model, images, tmp_path / "reference", shard_size=4, progress=False)
     out = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "exdd_lab", "score", "--model", str(slow_model), "--images", str(images),
-               "--out", str(out), "--shard-size", "4", "--quiet"]
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run = _start_score(slow_model, images, out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while (not (out / "shards").is_dir() or len(list((out / "shards").glob("*.parquet"))) < 5) and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_for_shards(out, 5)
         os.killpg(run.pid, signal.SIGKILL)
     finally:
         run.wait(timeout=60)
@@ -283,13 +291,9 @@ def test_an_interrupted_score_says_how_far_it_got_and_how_to_resume(slow_model, 
     command resumes, exit 130 / 143, no traceback; the shards written stay and the rerun finishes the rest."""
     images = _big_archive(archive, tmp_path / "big", copies=16)  # 160 images, 40 shards of 4
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "exdd_lab", "score", "--model", str(slow_model), "--images", str(images),
-               "--out", str(out), "--shard-size", "4", "--quiet"]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = _start_score(slow_model, images, out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 120
-        while (not (out / "shards").is_dir() or len(list((out / "shards").glob("*.parquet"))) < 3) and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_for_shards(out, 3)
         run.send_signal(signal_number)
         _, stderr = run.communicate(timeout=120)
     finally:
